@@ -1,0 +1,177 @@
+"""The epoch loop: monitoring, early stopping, checkpoints, resume, and where figures go.
+
+Knows nothing about recommendation: a subclass implements `_train_epoch(epoch) -> dict`.
+"""
+import json
+import math
+from abc import ABC, abstractmethod
+
+from logger.logger import get_logger
+from utils.checkpoint import rng_state, save_checkpoint, set_rng_state
+from utils.errors import CheckpointError, ConfigError
+
+TRAINER_KEYS = {"type", "epochs", "save_dir", "save_period", "keep_last", "eval_period", "monitor",
+                "early_stop", "amp"}
+
+
+class TrainingError(Exception):
+    """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
+
+
+class BaseTrainer(ABC):
+    """Runs epochs start..epochs, evaluates every `eval_period`, keeps the best by `monitor`.
+
+    config['trainer']: epochs, save_dir, save_period (checkpoint every N epochs), keep_last (how many
+    epoch checkpoints to keep, 0 = all), eval_period, monitor ('max val_recall@20' | 'off'),
+    early_stop (stop after this many epochs without improvement; 0 = never).
+    """
+
+    def __init__(self, model, criterion, metric_ftns, optimizer, config, device, lr_scheduler=None,
+                 writer=None, checkpoint=None):
+        self.config = config
+        self.logger = get_logger("trainer")
+        self.model, self.criterion, self.metric_ftns = model, criterion, metric_ftns
+        self.optimizer, self.lr_scheduler, self.device, self.writer = optimizer, lr_scheduler, device, writer
+
+        cfg = config["trainer"]
+        unknown = sorted(set(cfg) - TRAINER_KEYS)
+        if unknown:
+            raise ConfigError(f"trainer: unknown key(s) {unknown} (accepted: {', '.join(sorted(TRAINER_KEYS))})")
+        self.epochs, self.save_period = cfg["epochs"], cfg["save_period"]
+        self.eval_period, self.early_stop = cfg["eval_period"], cfg["early_stop"]
+        self.keep_last = cfg.get("keep_last", 0)
+        self.mnt_mode, self.mnt_metric = ("off", None) if cfg["monitor"] == "off" else cfg["monitor"].split()
+        self.mnt_best = -math.inf if self.mnt_mode == "max" else math.inf
+        self.best_epoch = 0
+        self.start_epoch = 1
+        self.checkpoint_dir = config.save_dir
+        self.metrics_path = self.checkpoint_dir / "metrics.jsonl"
+        self.saved_epochs = []
+        # checkpoint: the state loaded from config.resume (train.py reads it once, for its config too).
+        self.checkpoint = checkpoint
+
+    @abstractmethod
+    def _train_epoch(self, epoch):
+        """Train one epoch; returns {'loss': ..., and 'val_<metric>': ... on evaluated epochs}."""
+
+    def _extra_state(self):
+        """What a subclass needs saved besides model/optimizer (e.g. the sampler's generator)."""
+        return {}
+
+    def _load_extra_state(self, state):
+        pass
+
+    def is_eval_epoch(self, epoch):
+        return epoch % self.eval_period == 0 or epoch == self.epochs
+
+    def disable_monitor(self, reason):
+        """Turn off model selection and early stopping (e.g. no validation split)."""
+        if self.mnt_mode != "off":
+            self.logger.info(f"{reason}: monitoring and early stopping are off; "
+                             "model_best.pth will be the last epoch")
+        self.mnt_mode, self.mnt_metric = "off", None
+
+    def train(self):
+        """The full loop. Returns the list of per-epoch logs of this call."""
+        if self.checkpoint is not None:
+            self._resume_checkpoint(self.checkpoint, self.config.resume)
+            self.checkpoint = None
+        history = []
+        epoch = self.start_epoch - 1
+        for epoch in range(self.start_epoch, self.epochs + 1):
+            result = self._train_epoch(epoch)
+            log = {"epoch": epoch, **result}
+            history.append(log)
+            self.logger.info("    ".join(f"{k}: {v:.5f}" if isinstance(v, float) else f"{k}: {v}"
+                                          for k, v in log.items()))
+            if self.writer is not None:
+                self.writer.log(log, step=epoch)
+
+            improved = False
+            if self.mnt_mode != "off" and self.mnt_metric in log:
+                value = log[self.mnt_metric]
+                improved = value > self.mnt_best if self.mnt_mode == "max" else value < self.mnt_best
+                if improved:
+                    self.mnt_best, self.best_epoch = value, epoch
+            if any(k.startswith("val_") for k in log) or self.mnt_metric == "loss":
+                self._append_metrics(log)
+
+            stop = (self.mnt_mode != "off" and self.early_stop > 0 and self.mnt_metric in log
+                    and epoch - self.best_epoch >= self.early_stop)
+            if epoch % self.save_period == 0 or epoch == self.epochs or stop:
+                self._save_checkpoint(epoch)
+            if improved:
+                self._save_checkpoint(epoch, best=True)
+            if stop:
+                self.logger.info(f"No improvement of {self.mnt_metric} for {epoch - self.best_epoch} epochs "
+                                 f"(early_stop = {self.early_stop}): stopping. Best epoch: {self.best_epoch}.")
+                break
+        if self.mnt_mode == "off" and epoch >= self.start_epoch:
+            self._save_checkpoint(epoch, best=True)
+        return history
+
+    def _append_metrics(self, log):
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(log) + "\n")
+
+    def _state(self, epoch):
+        return {
+            "arch": type(self.model).__name__,
+            "epoch": epoch,
+            "state_dict": self.model.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "lr_scheduler": None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
+            "monitor_best": self.mnt_best,
+            "best_epoch": self.best_epoch,
+            "config": self.config.config,
+            "rng": rng_state(),
+            "wandb_run_id": None if self.writer is None else self.writer.run_id,
+            **self._extra_state(),
+        }
+
+    def _save_checkpoint(self, epoch, best=False):
+        state = self._state(epoch)
+        if best:
+            path = self.checkpoint_dir / "model_best.pth"
+            save_checkpoint(state, path)
+            self.logger.info(f"Saving current best: {path}")
+            return
+        path = self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth"
+        save_checkpoint(state, path)
+        self.logger.info(f"Saving checkpoint: {path}")
+        self.saved_epochs.append(epoch)
+        while self.keep_last and len(self.saved_epochs) > self.keep_last:
+            old = self.saved_epochs.pop(0)
+            (self.checkpoint_dir / f"checkpoint-epoch{old}.pth").unlink(missing_ok=True)
+
+    def _resume_checkpoint(self, checkpoint, path):
+        self.logger.info(f"Resuming from checkpoint: {path} ...")
+        if checkpoint["arch"] != type(self.model).__name__:
+            raise CheckpointError(f"{path}: holds a {checkpoint['arch']} model, but arch.type is "
+                                  f"{type(self.model).__name__}")
+        try:
+            self.model.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as e:
+            detail = "; ".join(line.strip() for line in str(e).splitlines()[1:4])
+            raise CheckpointError(f"{path}: the weights do not fit the configured model ({detail})") from None
+        if self.optimizer is not None and checkpoint.get("optimizer") is not None:
+            try:
+                self.optimizer.load_state_dict(checkpoint["optimizer"])
+            except ValueError as e:
+                raise CheckpointError(f"{path}: the optimizer state does not fit optimizer.type ({e})") from None
+        if self.lr_scheduler is not None and checkpoint.get("lr_scheduler") is not None:
+            self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.mnt_best, self.best_epoch = checkpoint["monitor_best"], checkpoint["best_epoch"]
+        set_rng_state(checkpoint["rng"])
+        self._load_extra_state(checkpoint)
+        self._truncate_metrics(checkpoint["epoch"])
+        self.logger.info(f"Checkpoint loaded. Resuming training from epoch {self.start_epoch}")
+
+    def _truncate_metrics(self, last_epoch):
+        """Forget figures of epochs after the checkpoint, so the history reads as one straight run."""
+        if not self.metrics_path.is_file():
+            return
+        lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= last_epoch]
+        self.metrics_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")

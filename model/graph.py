@@ -1,0 +1,109 @@
+"""The user-item graph as a sparse matrix, and a fast sparse x dense product on it.
+
+Shared by the graph models (NGCF, LightGCN). Nodes are numbered users first, then items:
+node u is user u, node n_users + i is item i.
+"""
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn as nn
+
+ADJACENCY_MODES = ("symmetric", "mean")
+
+
+def bipartite_adjacency(train):
+    """A = [[0, R], [R^T, 0]] from the (n_users, n_items) train matrix R; CSR (N, N), N = users + items."""
+    return sp.bmat([[None, train], [train.T, None]], format="csr", dtype=np.float32)
+
+
+def normalized_adjacency(train, mode="symmetric"):
+    """The propagation matrix, CSR (N, N) float32 with sorted indices.
+
+    symmetric: L = D^-1/2 A D^-1/2, entry (u, i) = 1 / sqrt(|N_u| |N_i|) (NGCF paper, LightGCN).
+    mean:      D^-1 (A + I), row-normalised with self-loops (the NGCF public code's default).
+    Nodes of degree 0 get an empty row, not a division by zero.
+    """
+    adjacency = bipartite_adjacency(train)
+    if mode == "mean":
+        adjacency = adjacency + sp.identity(adjacency.shape[0], dtype=np.float32, format="csr")
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    with np.errstate(divide="ignore"):
+        inv = np.where(degree > 0, 1.0 / degree, 0.0) if mode == "mean" else np.where(
+            degree > 0, degree ** -0.5, 0.0)
+    if mode == "mean":
+        matrix = sp.diags(inv) @ adjacency
+    elif mode == "symmetric":
+        matrix = sp.diags(inv) @ adjacency @ sp.diags(inv)
+    else:
+        raise ValueError(f"adjacency mode {mode!r} (accepted: {ADJACENCY_MODES})")
+    matrix = matrix.tocsr().astype(np.float32)
+    matrix.sort_indices()
+    return matrix
+
+
+def _csr(crow, col, values, shape):
+    """A torch CSR tensor over arrays we built and checked ourselves (no per-call validation)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
+class _SpMM(torch.autograd.Function):
+    """y = A x for a CSR matrix A given by its parts; the backward uses A^T, also CSR.
+
+    A^T has the same sparsity as A with its values permuted (A^T values = A values[perm]),
+    so node dropout, which changes the values only, needs no new index arrays.
+    """
+
+    @staticmethod
+    def forward(ctx, x, values, graph):
+        ctx.graph, ctx.values = graph, values
+        return torch.sparse.mm(_csr(graph.crow, graph.col, values, graph.shape), x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        graph = ctx.graph
+        a_t = _csr(graph.crow_t, graph.col_t, ctx.values[graph.perm_t], graph.shape)
+        return torch.sparse.mm(a_t, grad), None, None
+
+
+class SparseGraph(nn.Module):
+    """A fixed (N, N) sparse matrix, kept on the model's device, not in its state_dict.
+
+    forward(x: (N, d), values: (nnz,) or None) -> (N, d) = A x, where `values` replaces the
+    matrix's values (node dropout) without touching its structure.
+    """
+
+    def __init__(self, matrix):
+        super().__init__()
+        matrix = matrix.tocsr()
+        matrix.sort_indices()
+        # Position of each entry of A^T in A's value array: transpose an array of positions.
+        positions = sp.csr_matrix((np.arange(matrix.nnz, dtype=np.float64), matrix.indices, matrix.indptr),
+                                  shape=matrix.shape)
+        transposed = positions.T.tocsr()
+        transposed.sort_indices()
+        self.shape = matrix.shape
+        for name, array in (("crow", matrix.indptr), ("col", matrix.indices),
+                            ("crow_t", transposed.indptr), ("col_t", transposed.indices),
+                            ("perm_t", transposed.data)):
+            self.register_buffer(name, torch.from_numpy(np.asarray(array, dtype=np.int64)), persistent=False)
+        self.register_buffer("values", torch.from_numpy(matrix.data.astype(np.float32)), persistent=False)
+
+    @property
+    def nnz(self):
+        return self.values.numel()
+
+    def dropout_values(self, p):
+        """Values with a fraction p of the entries zeroed and the rest scaled by 1 / (1 - p)."""
+        keep = torch.rand(self.nnz, device=self.values.device) >= p
+        return self.values * keep / (1.0 - p)
+
+    def forward(self, x, values=None):
+        return _SpMM.apply(x, self.values if values is None else values, self)
+
+    def to_dense(self, values=None):
+        values = self.values if values is None else values
+        return _csr(self.crow, self.col, values, self.shape).to_dense()

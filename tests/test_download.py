@@ -1,0 +1,115 @@
+"""The download path, against a local HTTP server serving zips built here (127.0.0.1 only)."""
+import hashlib
+import io
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import SHARED_DATA, write_movielens_100k
+from data_loader import movielens
+from data_loader.download import fetch_archive
+from data_loader.movielens import MovieLensDataLoader
+from utils.errors import DataError
+
+
+def make_zip(source_folder, folder_name="ml-100k"):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(source_folder.iterdir()):
+            zf.write(path, f"{folder_name}/{path.name}")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def server():
+    """Serves `routes[path] = bytes`; '/drop/...' announces the full length but sends half."""
+    routes = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = routes.get(self.path.replace("/drop", ""))
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2] if self.path.startswith("/drop") else body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield routes, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_download_verifies_and_extracts(tmp_path, server):
+    routes, base = server
+    archive = make_zip(write_movielens_100k(tmp_path / "src"))
+    routes["/ml-100k.zip"] = archive
+    dest = tmp_path / "data"
+    folder = fetch_archive(f"{base}/ml-100k.zip", dest, "ml-100k", md5=hashlib.md5(archive).hexdigest(),
+                           required_files=("u.data",))
+    assert (folder / "u.data").read_bytes() == (tmp_path / "src" / "ml-100k" / "u.data").read_bytes()
+    assert leftovers(dest) == ["ml-100k"]  # no temporary files left
+
+
+def test_checksum_mismatch_is_rejected_and_nothing_left(tmp_path, server):
+    routes, base = server
+    routes["/ml-100k.zip"] = make_zip(write_movielens_100k(tmp_path / "src"))
+    dest = tmp_path / "data"
+    with pytest.raises(DataError, match="MD5 mismatch"):
+        fetch_archive(f"{base}/ml-100k.zip", dest, "ml-100k", md5="0" * 32, required_files=("u.data",))
+    assert leftovers(dest) == []
+
+
+def test_dropped_connection_leaves_nothing(tmp_path, server):
+    routes, base = server
+    archive = make_zip(write_movielens_100k(tmp_path / "src"))
+    routes["/ml-100k.zip"] = archive
+    dest = tmp_path / "data"
+    with pytest.raises(DataError, match="closed after|could not download"):
+        fetch_archive(f"{base}/drop/ml-100k.zip", dest, "ml-100k", md5=hashlib.md5(archive).hexdigest())
+    assert leftovers(dest) == []
+
+
+def test_not_a_zip_and_missing_files(tmp_path, server):
+    routes, base = server
+    routes["/junk.zip"] = b"this is not a zip archive" * 10
+    with pytest.raises(DataError, match="not a readable zip"):
+        fetch_archive(f"{base}/junk.zip", tmp_path / "d1", "ml-100k")
+    routes["/other.zip"] = make_zip(write_movielens_100k(tmp_path / "src"), folder_name="elsewhere")
+    with pytest.raises(DataError, match="has no ml-100k/u.data"):
+        fetch_archive(f"{base}/other.zip", tmp_path / "d2", "ml-100k", required_files=("u.data",))
+    assert leftovers(tmp_path / "d1") == leftovers(tmp_path / "d2") == []
+
+
+def test_unreachable_server_says_what_to_do(tmp_path):
+    with pytest.raises(DataError, match=r"could not download .*unzip it into"):
+        fetch_archive("http://127.0.0.1:9/ml-100k.zip", tmp_path / "data", "ml-100k",
+                      required_files=("u.data",), timeout=2)
+
+
+@pytest.mark.movielens
+def test_movielens_loader_downloads_the_release_when_missing(tmp_path, server, monkeypatch):
+    """The loader's own path: the real GroupLens files, zipped here, checked against the
+    SHA-256 we recorded for u.data (the MD5 is of our zip, not GroupLens's)."""
+    routes, base = server
+    archive = make_zip(SHARED_DATA / "ml-100k")
+    routes["/ml-100k.zip"] = archive
+    release = movielens.RELEASES["ml-100k"]
+    monkeypatch.setitem(movielens.RELEASES, "ml-100k", release.__class__(
+        url=f"{base}/ml-100k.zip", md5=hashlib.md5(archive).hexdigest(), ratings=release.ratings,
+        sep=release.sep, file_sha256=release.file_sha256))
+    loader = MovieLensDataLoader(data_dir=str(tmp_path / "data"), download=True)
+    assert loader.dataset.n_users == 943 and (tmp_path / "data" / "ml-100k" / "u.item").is_file()

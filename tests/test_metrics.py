@@ -1,0 +1,87 @@
+"""Ranking metrics and the full-ranking evaluation, against hand-computed and plain per-user results."""
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from model import METRICS
+from trainer.evaluation import parse_metrics, ranking_hits
+from utils.errors import ConfigError
+
+
+def test_hand_computed_ranking():
+    # one user, 3 relevant items; the top 5 has hits at ranks 1 and 3
+    hits = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0]])
+    n_rel = torch.tensor([3.0])
+    assert METRICS["recall"](hits, n_rel).item() == pytest.approx(2 / 3)
+    assert METRICS["precision"](hits, n_rel).item() == pytest.approx(2 / 5)
+    assert METRICS["hit"](hits, n_rel).item() == 1.0
+    assert METRICS["mrr"](hits, n_rel).item() == 1.0
+    dcg = 1 / math.log2(2) + 1 / math.log2(4)
+    idcg = 1 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4)
+    assert METRICS["ndcg"](hits, n_rel).item() == pytest.approx(dcg / idcg)
+    # more relevant items than K: IDCG is K hits at the top
+    hits = torch.tensor([[0.0, 1.0]])
+    assert METRICS["ndcg"](hits, torch.tensor([5.0])).item() == pytest.approx(
+        (1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+    assert METRICS["mrr"](hits, torch.tensor([5.0])).item() == pytest.approx(0.5)
+
+
+def test_ranking_excludes_seen_items_and_finds_heldout():
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5],
+                           [0.1, 0.2, 0.3, 0.4, 0.5]])
+    exclude = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=np.float32))
+    heldout = sp.csr_matrix(np.array([[0, 0, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=np.float32))
+    hits, n_rel = ranking_hits(scores.clone(), heldout, exclude, k=3)
+    # user 0: item 0 is seen, so the list is 1, 2, 3 -> hit at rank 2
+    # user 1: item 4 is seen, so the list is 3, 2, 1 -> item 0 is not in the top 3
+    assert hits.tolist() == [[0, 1, 0], [0, 0, 0]]
+    assert n_rel.tolist() == [1, 1]
+
+
+def plain_metrics(scores, heldout, exclude, k):
+    """One user at a time, the obvious way: sort, drop seen, cut at K."""
+    out = {name: [] for name in ("recall", "precision", "hit", "ndcg", "mrr")}
+    for u in range(scores.shape[0]):
+        seen = set(exclude[u].indices)
+        relevant = set(heldout[u].indices)
+        ranked = [i for i in np.argsort(-scores[u], kind="stable") if i not in seen][:k]
+        hits = [1.0 if i in relevant else 0.0 for i in ranked]
+        n_hits = sum(hits)
+        out["recall"].append(n_hits / len(relevant))
+        out["precision"].append(n_hits / k)
+        out["hit"].append(float(n_hits > 0))
+        dcg = sum(h / math.log2(r + 2) for r, h in enumerate(hits))
+        idcg = sum(1 / math.log2(r + 2) for r in range(min(k, len(relevant))))
+        out["ndcg"].append(dcg / idcg)
+        out["mrr"].append(next((1 / (r + 1) for r, h in enumerate(hits) if h), 0.0))
+    return {name: np.array(values) for name, values in out.items()}
+
+
+@pytest.mark.parametrize("k", [1, 5, 20, 60])
+def test_vectorised_equals_plain(k):
+    """Random scores (no ties), users with fewer and more than K relevant items, K beyond the
+    number of candidates (60 > 50 items minus the seen ones)."""
+    rng = np.random.default_rng(k)
+    n_users, n_items = 40, 50
+    scores = rng.permutation(n_users * n_items).reshape(n_users, n_items).astype(np.float32)
+    mask = rng.random((n_users, n_items))
+    exclude = sp.csr_matrix((mask < 0.2).astype(np.float32))
+    heldout_dense = (mask > 0.2) & (mask < 0.2 + rng.random((n_users, 1)) * 0.5)
+    heldout_dense[np.arange(n_users), np.argmax(mask, axis=1)] = True  # everybody has one
+    heldout = sp.csr_matrix(heldout_dense.astype(np.float32))
+    hits, n_rel = ranking_hits(torch.from_numpy(scores.copy()), heldout, exclude, k)
+    expected = plain_metrics(scores, heldout, exclude, k)
+    for name, values in expected.items():
+        np.testing.assert_allclose(METRICS[name](hits, n_rel).numpy(), values, rtol=1e-5, err_msg=name)
+
+
+def test_metric_names_are_checked():
+    assert [(n, k) for n, _, k in parse_metrics(["recall@20", "ndcg@5"], METRICS)] == [("recall@20", 20),
+                                                                                        ("ndcg@5", 5)]
+    with pytest.raises(ConfigError, match="unknown metric 'recal'.*available: hit, mrr, ndcg"):
+        parse_metrics(["recal@20"], METRICS)
+    with pytest.raises(ConfigError, match="K >= 1"):
+        parse_metrics(["recall@0"], METRICS)

@@ -1,0 +1,161 @@
+"""NGCF is the paper's model: eq. 7 equals eq. 5-6, the Laplacian is right, dropouts behave."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+from base.interactions import Interactions, to_csr
+from model.graph import SparseGraph, normalized_adjacency
+from model.loss import bpr_loss
+from model.ngcf import NGCF
+
+
+def small_dataset(n_users=12, n_items=15, seed=0, empty_user=True, empty_item=True):
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_users, n_items)) < 0.3
+    if empty_user:
+        dense[0] = False        # a user without training interactions
+    if empty_item:
+        dense[:, -1] = False    # an item nobody has
+    users, items = np.nonzero(dense)
+    empty = sp.csr_matrix((n_users, n_items), dtype=np.float32)
+    return Interactions(n_users, n_items, to_csr(users, items, n_users, n_items), empty, empty,
+                        np.arange(n_users), np.arange(n_items))
+
+
+def test_laplacian_entries_symmetry_and_empty_rows():
+    ds = small_dataset()
+    lap = normalized_adjacency(ds.train, "symmetric").toarray()
+    r = ds.train.toarray()
+    deg_u, deg_i = r.sum(1), r.sum(0)
+    assert np.allclose(lap, lap.T)
+    assert not np.isnan(lap).any()
+    n_u = ds.n_users
+    for u in range(ds.n_users):
+        for i in range(ds.n_items):
+            expected = 1 / np.sqrt(deg_u[u] * deg_i[i]) if r[u, i] else 0.0
+            assert lap[u, n_u + i] == pytest.approx(expected)
+    assert np.count_nonzero(lap[:n_u, :n_u]) == 0 and np.count_nonzero(lap[n_u:, n_u:]) == 0
+    assert not lap[0].any() and not lap[n_u + ds.n_items - 1].any()  # the empty user and item
+
+
+def test_mean_adjacency_is_row_normalised_with_self_loops():
+    ds = small_dataset()
+    mean = normalized_adjacency(ds.train, "mean").toarray()
+    np.testing.assert_allclose(mean.sum(1), 1.0, rtol=1e-6)  # every row, thanks to the self-loop
+    assert (np.diag(mean) > 0).all()
+
+
+def test_sparse_product_and_its_gradient_match_dense():
+    ds = small_dataset()
+    graph = SparseGraph(normalized_adjacency(ds.train))
+    dense = graph.to_dense()
+    x = torch.randn(graph.shape[0], 4, requires_grad=True)
+    weights = torch.randn(graph.shape[0], 4)
+    torch.manual_seed(0)
+    values = graph.dropout_values(0.3)  # an asymmetric matrix: the backward needs the true transpose
+    (graph(x, values) * weights).sum().backward()
+    grad_sparse = x.grad.clone()
+    x.grad = None
+    dense = graph.to_dense(values)
+    (dense @ x * weights).sum().backward()
+    torch.testing.assert_close(graph(x, values), dense @ x)
+    torch.testing.assert_close(grad_sparse, x.grad)
+
+
+def per_node_propagation(model, ds):
+    """Eq. 5-6 literally: for each node, its self message plus its neighbours' messages."""
+    r = ds.train.toarray()
+    n_u, n_i = ds.n_users, ds.n_items
+    neighbours = [list(n_u + np.flatnonzero(r[u])) for u in range(n_u)] + [list(np.flatnonzero(r[:, i]))
+                                                                           for i in range(n_i)]
+    ego = model.embedding.weight.detach()
+    outputs = [ego]
+    for w1, w2 in zip(model.w1, model.w2):
+        new = []
+        for node in range(n_u + n_i):
+            e_u = ego[node]
+            message = w1(e_u)                                              # m_{u<-u} = W1 e_u
+            for other in neighbours[node]:
+                norm = 1 / np.sqrt(len(neighbours[node]) * len(neighbours[other]))
+                e_i = ego[other]
+                message = message + norm * (w1(e_i) + w2(e_i * e_u))      # m_{u<-i}
+            new.append(F.leaky_relu(message, 0.2))
+        ego = torch.stack(new)
+        outputs.append(ego)
+    final = torch.cat(outputs, dim=1)
+    return final[:n_u], final[n_u:]
+
+
+def test_eq7_equals_the_per_node_messages():
+    ds = small_dataset()
+    torch.manual_seed(0)
+    model = NGCF(ds, embed_dim=8, layers=[6, 5, 4]).eval()
+    with torch.no_grad():
+        users, items = model.propagate()
+        expected_users, expected_items = per_node_propagation(model, ds)
+    torch.testing.assert_close(users, expected_users, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(items, expected_items, rtol=1e-5, atol=1e-6)
+    # and the score is the inner product of the concatenations
+    scores = model.full_scores(torch.arange(ds.n_users))
+    torch.testing.assert_close(scores, expected_users @ expected_items.T, rtol=1e-4, atol=1e-5)
+
+
+def test_node_dropout_keeps_one_minus_p_and_rescales():
+    ds = small_dataset(n_users=200, n_items=300, empty_user=False, empty_item=False)
+    graph = SparseGraph(normalized_adjacency(ds.train))
+    torch.manual_seed(0)
+    dropped = graph.dropout_values(0.1)
+    kept = dropped != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.01
+    torch.testing.assert_close(dropped[kept], graph.values[kept] / 0.9)
+
+
+def test_dropouts_are_on_in_training_and_off_in_eval():
+    ds = small_dataset()
+    model = NGCF(ds, embed_dim=8, layers=[8, 8], node_dropout=0.3, message_dropout=0.3)
+    users = torch.arange(ds.n_users)
+    model.train()
+    assert not torch.equal(model.full_scores(users), model.full_scores(users))
+    model.eval()
+    torch.testing.assert_close(model.full_scores(users), model.full_scores(users))
+    no_dropout = NGCF(ds, embed_dim=8, layers=[8, 8], node_dropout=0.0, message_dropout=0.0)
+    no_dropout.load_state_dict(model.state_dict())
+    no_dropout.train()  # without dropout, training mode gives the eval scores
+    torch.testing.assert_close(no_dropout.full_scores(users), model.full_scores(users))
+
+
+@pytest.mark.parametrize("option,value", [("adjacency", "mean"), ("activation", "separate"),
+                                          ("normalize_layers", True), ("bias", True)])
+def test_each_public_code_option_changes_the_output(option, value):
+    ds = small_dataset()
+    torch.manual_seed(0)
+    paper = NGCF(ds, embed_dim=8, layers=[8, 8]).eval()
+    variant = NGCF(ds, embed_dim=8, layers=[8, 8], **{option: value}).eval()
+    variant.load_state_dict(paper.state_dict(), strict=False)
+    if value is True and option == "bias":
+        with torch.no_grad():
+            for linear in (*variant.w1, *variant.w2):
+                linear.bias.uniform_(-0.5, 0.5)
+    users = torch.arange(ds.n_users)
+    assert not torch.allclose(paper.full_scores(users), variant.full_scores(users))
+
+
+def test_l2_on_embedding_vs_final_and_the_bpr_loss():
+    ds = small_dataset()
+    torch.manual_seed(0)
+    model = NGCF(ds, embed_dim=8, layers=[8, 8], node_dropout=0.0, message_dropout=0.0)
+    users, pos, neg = torch.tensor([1, 2]), torch.tensor([0, 3]), torch.tensor([4, 5])
+    out = model(users, pos, neg)
+    table = model.embedding.weight
+    expected = (table[users].pow(2).sum() + table[ds.n_users + pos].pow(2).sum()
+                + table[ds.n_users + neg].pow(2).sum()) / 2
+    torch.testing.assert_close(out["l2"], expected)
+    final = NGCF(ds, embed_dim=8, layers=[8, 8], node_dropout=0.0, message_dropout=0.0, l2_on="final")
+    final.load_state_dict(model.state_dict())
+    assert final(users, pos, neg)["l2"] > out["l2"]
+    # BPR: mean(-ln sigmoid(pos - neg)) + reg * l2 / batch
+    loss = bpr_loss(out, reg=0.1)
+    manual = -torch.log(torch.sigmoid(out["pos_scores"] - out["neg_scores"])).mean() + 0.1 * out["l2"] / 2
+    torch.testing.assert_close(loss, manual)

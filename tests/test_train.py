@@ -1,0 +1,124 @@
+"""The real train.py / test.py, as a user runs them, on a tiny data set and on MovieLens-100K."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import SHARED_DATA, read_jsonl, run_script, tiny_config, write_config
+
+
+def train(tmp_path, config, *extra):
+    path = write_config(tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.json", config)
+    result = run_script("train.py", "-c", path, *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_train_writes_the_run_folder_and_test_reproduces_validation(tmp_path, tiny_data):
+    config = tiny_config(tiny_data, tmp_path / "saved")
+    train(tmp_path, config, "--run-id", "tiny")
+    run = tmp_path / "saved" / "models" / config["name"] / "tiny"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-epoch1.pth", "checkpoint-epoch2.pth",
+                                                     "config.json", "metrics.jsonl", "model_best.pth"]
+    assert json.loads((run / "config.json").read_text()) == config
+    assert (tmp_path / "saved" / "log" / config["name"] / "tiny" / "info.log").is_file()
+    history = read_jsonl(run / "metrics.jsonl")
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert set(history[0]) == {"epoch", "loss", "val_recall@20", "val_ndcg@20", "val_precision@20", "val_hit@20"}
+    assert history[1]["loss"] < history[0]["loss"]
+
+    # test.py on the best checkpoint, on the validation split, gives the numbers seen in training
+    best = max(history, key=lambda h: h["val_recall@20"])
+    result = run_script("test.py", "-r", run / "model_best.pth", "--split", "valid")
+    assert result.returncode == 0, result.stderr
+    valid = json.loads((run / "valid_metrics.json").read_text())
+    for name, value in valid.items():
+        assert value == pytest.approx(best[f"val_{name}"], abs=1e-6), name
+
+    # and on the test split, with a top-K export
+    result = run_script("test.py", "-r", run / "model_best.pth", "--topk-out", tmp_path / "recs.csv", "--k", "5")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads((run / "test_metrics.json").read_text())
+    assert set(figures) == {"recall@20", "ndcg@20", "precision@20", "hit@20"}
+    assert all(0 <= v <= 1 for v in figures.values()) and figures["hit@20"] > 0
+    recs = pd.read_csv(tmp_path / "recs.csv")
+    assert list(recs.columns) == ["user_id", "rank", "item_id", "title", "score"]
+    assert len(recs) == 60 * 5
+    assert all(ranks == [1, 2, 3, 4, 5] for ranks in recs.groupby("user_id")["rank"].apply(list))
+    # recommendations are unseen: no (user, item) pair from the user's own ratings outside test
+    ratings = pd.read_csv(tiny_data / "ml-100k" / "u.data", sep="\t", names=["user_id", "item_id", "r", "t"])
+    seen = recs.merge(ratings, on=["user_id", "item_id"])
+    assert len(seen) < len(recs) * 0.5  # test items may appear; most do not
+    assert (recs.groupby("user_id")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
+
+
+def test_recommendations_never_include_training_items(tmp_path, tiny_data):
+    from data_loader.movielens import MovieLensDataLoader
+    from test import export_topk
+    from model.ngcf import NGCF
+
+    loader = MovieLensDataLoader(data_dir=str(tiny_data), download=False)
+    ds = loader.dataset
+    model = NGCF(ds, embed_dim=8, layers=[8]).eval()
+    export_topk(model, ds, 10, tmp_path / "r.csv", torch.device("cpu"))
+    recs = pd.read_csv(tmp_path / "r.csv")
+    index_of_user = {raw: i for i, raw in enumerate(ds.user_ids)}
+    index_of_item = {raw: i for i, raw in enumerate(ds.item_ids)}
+    known = (ds.train + ds.valid).toarray() > 0
+    u = recs["user_id"].map(index_of_user).to_numpy()
+    i = recs["item_id"].map(index_of_item).to_numpy()
+    assert not known[u, i].any()
+
+
+def test_resume_equals_a_straight_run(tmp_path, tiny_data):
+    """2 epochs + resume to 4 ends with the same weights, optimizer state, counters and history
+    as 4 epochs straight."""
+    config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=4)
+    train(tmp_path, config, "--run-id", "straight")
+    config["trainer"]["epochs"] = 2
+    train(tmp_path, config, "--run-id", "part")
+    runs = tmp_path / "saved" / "models" / config["name"]
+    result = run_script("train.py", "-r", runs / "part" / "checkpoint-epoch2.pth", "--epochs", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming training from epoch 3" in result.stdout
+
+    straight = torch.load(runs / "straight" / "checkpoint-epoch4.pth", weights_only=True)
+    resumed = torch.load(runs / "part" / "checkpoint-epoch4.pth", weights_only=True)
+    assert resumed["epoch"] == straight["epoch"] == 4
+    assert resumed["monitor_best"] == straight["monitor_best"]
+    assert resumed["best_epoch"] == straight["best_epoch"]
+    for key, tensor in straight["state_dict"].items():
+        assert torch.equal(tensor, resumed["state_dict"][key]), key
+    for a, b in zip(straight["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
+        for key in a:
+            assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), key
+    assert read_jsonl(runs / "straight" / "metrics.jsonl") == read_jsonl(runs / "part" / "metrics.jsonl")
+
+
+def test_wandb_offline_run_is_recorded(tmp_path, tiny_data, monkeypatch):
+    config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=1)
+    config["wandb"]["mode"] = "offline"
+    monkeypatch.setenv("TEST_WANDB_MODE", "offline")
+    train(tmp_path, config, "--run-id", "tracked")
+    offline_runs = list((tmp_path / "saved" / "log" / config["name"] / "tracked" / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1 and list(offline_runs[0].glob("*.wandb"))
+
+
+@pytest.mark.movielens
+def test_two_epochs_on_real_movielens(tmp_path):
+    from conftest import load_default_config
+
+    config = load_default_config()
+    config["data_loader"]["args"]["data_dir"] = str(SHARED_DATA)
+    config["trainer"].update(epochs=2, save_dir=str(tmp_path / "saved"))
+    config["wandb"]["mode"] = "disabled"
+    train(tmp_path, config, "--run-id", "ml")
+    run = tmp_path / "saved" / "models" / config["name"] / "ml"
+    history = read_jsonl(run / "metrics.jsonl")
+    assert len(history) == 2
+    # a trained NGCF finds far more than chance (random ranking: recall@20 ~ 20/1682 ~ 0.012)
+    assert history[-1]["val_recall@20"] > 0.2
+    result = run_script("test.py", "-r", run / "model_best.pth")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run / "test_metrics.json").read_text())["recall@20"] > 0.2

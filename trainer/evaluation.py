@@ -1,0 +1,76 @@
+"""Full-ranking evaluation, shared by the trainer and test.py.
+
+For each user: score all items, rank out the items the user is known to have, take the top K
+and compare with the held-out items. One top-K for the largest K serves every metric.
+"""
+import torch
+
+from utils.errors import ConfigError
+from utils.parse_config import parse_metric_name
+
+
+def parse_metrics(names, metric_fns):
+    """['recall@20', ...] -> [(name, fn, k), ...]; an unknown metric lists the known ones."""
+    parsed = []
+    for i, name in enumerate(names):
+        base, k = parse_metric_name(name, where=f"metrics[{i}]")
+        if base not in metric_fns:
+            raise ConfigError(f"metrics[{i}]: unknown metric '{base}' in '{name}' "
+                              f"(available: {', '.join(sorted(metric_fns))}, each as name@K)")
+        parsed.append((name, metric_fns[base], k))
+    return parsed
+
+
+def _csr_rows_to_torch(rows, device):
+    """CSR (B, n) -> (row index (nnz,), column index (nnz,)) int64 tensors on device."""
+    counts = torch.from_numpy(rows.indptr[1:] - rows.indptr[:-1]).to(device)
+    row = torch.repeat_interleave(torch.arange(rows.shape[0], device=device), counts)
+    return row, torch.from_numpy(rows.indices.astype("int64")).to(device)
+
+
+@torch.no_grad()
+def ranking_hits(scores, heldout, exclude, k):
+    """scores: (B, n_items) -> hits (B, k) float and n_relevant (B,) for the batch's users.
+
+    heldout, exclude: CSR (B, n_items) rows. Excluded items are set to -inf in place.
+    """
+    device = scores.device
+    n_items = scores.shape[1]
+    row, col = _csr_rows_to_torch(exclude, device)
+    scores[row, col] = float("-inf")
+    top = scores.topk(min(k, n_items), dim=1).indices                        # (B, k')
+    # Held-out (row, item) pairs as sorted keys row * n_items + item; a hit is a key found.
+    row, col = _csr_rows_to_torch(heldout, device)
+    keys = row * n_items + col                                                 # sorted: CSR order
+    query = torch.arange(top.shape[0], device=device).unsqueeze(1) * n_items + top
+    found = torch.searchsorted(keys, query).clamp(max=max(keys.numel() - 1, 0))
+    hits = (keys[found] == query).to(scores.dtype) if keys.numel() else torch.zeros_like(query, dtype=scores.dtype)
+    if hits.shape[1] < k:  # fewer items than K: the missing ranks are misses
+        hits = torch.nn.functional.pad(hits, (0, k - hits.shape[1]))
+    n_relevant = torch.from_numpy(heldout.indptr[1:] - heldout.indptr[:-1]).to(device=device, dtype=scores.dtype)
+    return hits, n_relevant
+
+
+@torch.no_grad()
+def evaluate_sums(model, loader, metrics, device):
+    """Sum of each metric over the loader's users, and how many users: (sums (M,) float64, count)."""
+    k_max = max(k for _, _, k in metrics)
+    sums = torch.zeros(len(metrics), dtype=torch.float64, device=device)
+    count = 0
+    for users, heldout, exclude in loader:
+        scores = model.full_scores(torch.from_numpy(users).to(device))       # (B, n_items)
+        hits, n_relevant = ranking_hits(scores.float(), heldout, exclude, k_max)
+        for j, (_, fn, k) in enumerate(metrics):
+            sums[j] += fn(hits[:, :k], n_relevant).sum().double()
+        count += len(users)
+    return sums, count
+
+
+def evaluate(model, loader, metrics, device):
+    """{metric name: mean over the loader's users}."""
+    was_training = model.training
+    model.eval()
+    sums, count = evaluate_sums(model, loader, metrics, device)
+    model.train(was_training)
+    means = (sums / max(count, 1)).tolist()
+    return {name: value for (name, _, _), value in zip(metrics, means)}
