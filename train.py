@@ -15,16 +15,17 @@ from logger.wandb_writer import WandbWriter
 from model import LOSSES, METRICS, MODELS
 from trainer import TRAINERS
 from trainer.evaluation import parse_metrics
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import find_latest_checkpoint, load_checkpoint
 from utils.cli import LR_SCHEDULERS, OPTIMIZERS, run_main
-from utils.parse_config import ConfigParser
-from utils.util import resolve_device, seed_everything
+from utils.parse_config import ConfigParser, validate
+from utils.util import read_json, resolve_device, seed_everything
 
 
 def build_arg_parser():
     parser = argparse.ArgumentParser(description="Train a recommender from a JSON config.")
     parser.add_argument("-c", "--config", help="config file (JSON); beside -r it replaces the checkpoint's config")
-    parser.add_argument("-r", "--resume", help="checkpoint to resume from")
+    parser.add_argument("-r", "--resume", help="checkpoint to resume from; 'latest' = the newest checkpoint "
+                        "of the newest run of the config's name (-c, default config.json)")
     parser.add_argument("-d", "--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     parser.add_argument("--run-id", dest="run_id", help="run folder name (default: a timestamp)")
     parser.add_argument("--epochs", type=int, help="shortcut for --set trainer.epochs=N")
@@ -49,6 +50,13 @@ def check_names(config):
 
 def main(args):
     # Parse: read and check everything before anything is created on disk.
+    if args.resume == "latest":
+        # The config (-c, default config.json) only says where the runs are; the checkpoint's own
+        # config is what training continues with.
+        located = read_json(args.config or "config.json")
+        validate(located)
+        args.resume = str(find_latest_checkpoint(located["trainer"]["save_dir"], located["name"]))
+        args.config = None
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     config = ConfigParser.from_args(args, checkpoint_config=checkpoint["config"] if checkpoint else None)
     device = resolve_device(args.device)

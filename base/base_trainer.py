@@ -2,6 +2,7 @@
 
 Knows nothing about recommendation: a subclass implements `_train_epoch(epoch) -> dict`.
 """
+import copy
 import json
 import math
 from abc import ABC, abstractmethod
@@ -47,6 +48,8 @@ class BaseTrainer(ABC):
         self.checkpoint_dir = config.save_dir
         self.metrics_path = self.checkpoint_dir / "metrics.jsonl"
         self.saved_epochs = []
+        if self.mnt_mode == "off":
+            self.logger.info("trainer.monitor is off: no model selection; model_best.pth will be the last epoch")
         # checkpoint: the state loaded from config.resume (train.py reads it once, for its config too).
         self.checkpoint = checkpoint
 
@@ -66,9 +69,8 @@ class BaseTrainer(ABC):
 
     def disable_monitor(self, reason):
         """Turn off model selection and early stopping (e.g. no validation split)."""
-        if self.mnt_mode != "off":
-            self.logger.info(f"{reason}: monitoring and early stopping are off; "
-                             "model_best.pth will be the last epoch")
+        self.logger.info(f"{reason}: monitoring and early stopping are off; "
+                         "model_best.pth will be the last epoch")
         self.mnt_mode, self.mnt_metric = "off", None
 
     def train(self):
@@ -78,37 +80,63 @@ class BaseTrainer(ABC):
             self.checkpoint = None
         history = []
         epoch = self.start_epoch - 1
-        for epoch in range(self.start_epoch, self.epochs + 1):
-            result = self._train_epoch(epoch)
-            log = {"epoch": epoch, **result}
-            history.append(log)
-            self.logger.info("    ".join(f"{k}: {v:.5f}" if isinstance(v, float) else f"{k}: {v}"
-                                          for k, v in log.items()))
-            if self.writer is not None:
-                self.writer.log(log, step=epoch)
-
-            improved = False
-            if self.mnt_mode != "off" and self.mnt_metric in log:
-                value = log[self.mnt_metric]
-                improved = value > self.mnt_best if self.mnt_mode == "max" else value < self.mnt_best
-                if improved:
-                    self.mnt_best, self.best_epoch = value, epoch
-            if any(k.startswith("val_") for k in log) or self.mnt_metric == "loss":
-                self._append_metrics(log)
-
-            stop = (self.mnt_mode != "off" and self.early_stop > 0 and self.mnt_metric in log
-                    and epoch - self.best_epoch >= self.early_stop)
-            if epoch % self.save_period == 0 or epoch == self.epochs or stop:
-                self._save_checkpoint(epoch)
-            if improved:
-                self._save_checkpoint(epoch, best=True)
-            if stop:
-                self.logger.info(f"No improvement of {self.mnt_metric} for {epoch - self.best_epoch} epochs "
-                                 f"(early_stop = {self.early_stop}): stopping. Best epoch: {self.best_epoch}.")
-                break
+        # The state at the end of the last finished epoch, kept so that an interrupt can save it:
+        # resuming from it is exactly as if the run had not been interrupted.
+        self._finished = None
+        try:
+            for epoch in range(self.start_epoch, self.epochs + 1):
+                if self._run_epoch(epoch, history):
+                    break
+        except KeyboardInterrupt:
+            self._save_on_interrupt(epoch)
+            raise
         if self.mnt_mode == "off" and epoch >= self.start_epoch:
             self._save_checkpoint(epoch, best=True)
         return history
+
+    def _run_epoch(self, epoch, history):
+        """Train, log, monitor and checkpoint one epoch. Returns True when early stopping ends the run."""
+        result = self._train_epoch(epoch)
+        log = {"epoch": epoch, **result}
+        history.append(log)
+        self.logger.info("    ".join(f"{k}: {v:.5f}" if isinstance(v, float) else f"{k}: {v}"
+                                      for k, v in log.items()))
+        if self.writer is not None:
+            self.writer.log(log, step=epoch)
+
+        improved = False
+        if self.mnt_mode != "off" and self.mnt_metric in log:
+            value = log[self.mnt_metric]
+            improved = value > self.mnt_best if self.mnt_mode == "max" else value < self.mnt_best
+            if improved:
+                self.mnt_best, self.best_epoch = value, epoch
+        if any(k.startswith("val_") for k in log) or self.mnt_metric == "loss":
+            self._append_metrics(log)
+
+        stop = (self.mnt_mode != "off" and self.early_stop > 0 and self.mnt_metric in log
+                and epoch - self.best_epoch >= self.early_stop)
+        saved = epoch % self.save_period == 0 or epoch == self.epochs or stop
+        if saved:
+            self._save_checkpoint(epoch)
+        if improved:
+            self._save_checkpoint(epoch, best=True)
+        self._finished = None if saved else copy.deepcopy(self._state(epoch))
+        if stop:
+            self.logger.info(f"No improvement of {self.mnt_metric} for {epoch - self.best_epoch} epochs "
+                             f"(early_stop = {self.early_stop}): stopping. Best epoch: {self.best_epoch}.")
+        return stop
+
+    def _save_on_interrupt(self, epoch):
+        """Ctrl-C or SIGTERM during `epoch`: that epoch is abandoned; the last finished one is saved."""
+        finished = epoch - 1
+        path = self.checkpoint_dir / f"checkpoint-epoch{finished}.pth"
+        if self._finished is not None:
+            save_checkpoint(self._finished, path)
+        elif not path.is_file():
+            self.logger.info(f"Interrupted during epoch {epoch}; no epoch has finished, nothing to save.")
+            return
+        self.logger.info(f"Interrupted during epoch {epoch}; epoch {finished} is saved. Resume with:\n"
+                         f"    python train.py -r {path}")
 
     def _append_metrics(self, log):
         with open(self.metrics_path, "a", encoding="utf-8") as f:

@@ -65,7 +65,7 @@ class _SpMM(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         graph = ctx.graph
-        a_t = _csr(graph.crow_t, graph.col_t, ctx.values[graph.perm_t], graph.shape)
+        a_t = _csr(graph.crow_t, graph.col_t, torch.index_select(ctx.values, 0, graph.perm_t), graph.shape)
         return torch.sparse.mm(a_t, grad), None, None
 
 

@@ -56,7 +56,7 @@ class NGCF(BaseModel):
         dims = [embed_dim, *layers]
         self.w1 = nn.ModuleList(nn.Linear(d_in, d_out, bias=bias) for d_in, d_out in zip(dims, dims[1:]))
         self.w2 = nn.ModuleList(nn.Linear(d_in, d_out, bias=bias) for d_in, d_out in zip(dims, dims[1:]))
-        self.message_dropout = nn.Dropout(message_dropout)
+        self.message_dropout = message_dropout
         self.graph = SparseGraph(normalized_adjacency(dataset.train, adjacency))  # built once
         self._cache = None  # (user_all, item_all) while in eval mode
         self.reset_parameters()
@@ -89,17 +89,26 @@ class NGCF(BaseModel):
                 ego = F.leaky_relu(F.linear(torch.cat([first, second], dim=1), weight, bias), self.leaky_slope)
             else:
                 ego = F.leaky_relu(w1(first), self.leaky_slope) + F.leaky_relu(w2(second), self.leaky_slope)
-            ego = self.message_dropout(ego)                                  # (N, d_out)
+            ego = self._message_dropout(ego)                                 # (N, d_out)
             outputs.append(F.normalize(ego, dim=1) if self.normalize_layers else ego)
         final = torch.cat(outputs, dim=1)                                    # (N, D)
         return final[: self.n_users], final[self.n_users:]
 
+    def _message_dropout(self, x):
+        """Standard (inverted) dropout; a uniform draw compared with p is cheaper than bernoulli_ on CPU."""
+        if not self.training or self.message_dropout == 0:
+            return x
+        keep = torch.rand_like(x) >= self.message_dropout
+        return x * keep / (1.0 - self.message_dropout)
+
     def forward(self, users, pos_items, neg_items):
         user_all, item_all = self.propagate()
-        u, p, n = user_all[users], item_all[pos_items], item_all[neg_items]  # (B, D) each
+        # index_select: a gather whose backward is index_add, much cheaper on CPU than x[idx]
+        u, p, n = (torch.index_select(t, 0, i) for t, i in ((user_all, users), (item_all, pos_items),
+                                                              (item_all, neg_items)))  # (B, D) each
         if self.l2_on == "embedding":
-            table = self.embedding.weight
-            reg = (table[users], table[self.n_users + pos_items], table[self.n_users + neg_items])
+            nodes = torch.cat([users, self.n_users + pos_items, self.n_users + neg_items])
+            reg = (torch.index_select(self.embedding.weight, 0, nodes),)
         else:
             reg = (u, p, n)
         return {
@@ -115,7 +124,7 @@ class NGCF(BaseModel):
             if self._cache is None:
                 self._cache = self.propagate()
             user_all, item_all = self._cache
-        return user_all[users] @ item_all.T                                  # (B, n_items)
+        return torch.index_select(user_all, 0, users) @ item_all.T          # (B, n_items)
 
     def train(self, mode=True):
         self._cache = None

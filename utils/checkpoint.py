@@ -75,3 +75,18 @@ def set_rng_state(state):
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def find_latest_checkpoint(save_dir, name):
+    """The newest checkpoint-epoch<N>.pth of the newest run under save_dir/models/name (for `-r latest`)."""
+    runs_dir = Path(save_dir) / "models" / name
+    candidates = []
+    for path in runs_dir.glob("*/checkpoint-epoch*.pth"):
+        epoch = path.stem.removeprefix("checkpoint-epoch")
+        if epoch.isdigit():
+            candidates.append((path.parent.stat().st_mtime, path.parent.name, int(epoch), path))
+    if not candidates:
+        raise CheckpointError(f"-r latest: no checkpoint-epoch<N>.pth under {runs_dir}/*/ "
+                              "(the config's trainer.save_dir and name say where runs are)")
+    newest_run = max(candidates)[1]
+    return max(c for c in candidates if c[1] == newest_run)[3]

@@ -249,9 +249,13 @@ class ConfigParser:
 
     def make_run_dirs(self):
         """Create the run and log folders and write the resolved config beside the checkpoints."""
-        self.save_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.config, self.save_dir / "config.json")
+        try:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.config, self.save_dir / "config.json")
+        except OSError as e:
+            raise ConfigError(f"trainer.save_dir: cannot write the run folder {self.save_dir} "
+                              f"({e.strerror or e}); choose a writable folder") from None
 
     def init_obj(self, key, namespace, *args, **kwargs):
         """Build `namespace[config[key]['type']](*args, **config[key]['args'], **kwargs)`.
@@ -283,7 +287,7 @@ class ConfigParser:
         def bound(*call_args, **call_kwargs):
             return fn(*args, *call_args, **module_args, **call_kwargs)
 
-        bound.__name__ = section["type"]
+        bound.__name__ = fn.__name__
         return bound
 
     def _section(self, key):

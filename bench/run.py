@@ -1,0 +1,156 @@
+"""Speed benchmark: the template's fast paths against their bare floor and a plain baseline.
+
+    python -m bench --dataset ml-100k --threads 1 --out results.json
+    python -m bench --dataset gowalla --threads 2 --data-dir ../shared/data
+
+Prints one table and writes the same figures as JSON: one object per model (NGCF and LightGCN,
+paper settings: batch 1024, d = 64, 3 layers). Times are seconds; each model runs in its own
+process so that `peak_rss_mb` is that model's peak. See README.md, "Speed".
+"""
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def timed(fn, repeat=1):
+    """Median wall time of `repeat` calls (after the first call, which warms caches, when repeat > 1)."""
+    if repeat > 1:
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def load(dataset, data_dir):
+    """The template's way: a data loader (files -> splits) and the normalised adjacency."""
+    from data_loader.benchmark import BenchmarkDataLoader
+    from data_loader.movielens import MovieLensDataLoader
+    from model.graph import SparseGraph, normalized_adjacency
+
+    if dataset == "gowalla":
+        loader = BenchmarkDataLoader(str(data_dir / "gowalla"), valid_fraction=0.0, batch_size=1024)
+    else:
+        loader = MovieLensDataLoader(str(data_dir), download=False, valid_fraction=0.0, batch_size=1024)
+    graph = SparseGraph(normalized_adjacency(loader.dataset.train))
+    return loader, graph
+
+
+def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowalla_steps, queue):
+    import numpy as np
+    import torch
+
+    from bench import baseline, floor
+    from model import METRICS
+    from model.lightgcn import LightGCN
+    from model.loss import bpr_loss
+    from model.ngcf import NGCF
+    from trainer.evaluation import evaluate, parse_metrics
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    prep_s = timed(lambda: load(dataset, data_dir))
+    loader, _ = load(dataset, data_dir)
+    ds = loader.dataset
+    prep_baseline_s = timed(lambda: baseline.prepare(dataset, data_dir))
+
+    model = NGCF(ds) if model_name == "NGCF" else LightGCN(ds, n_layers=3)
+    reg = 1e-5 if model_name == "NGCF" else 1e-4
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        users, pos, neg = (torch.from_numpy(a) for a in loader.sampler.sample(1024))
+        loss = bpr_loss(model(users, pos, neg), reg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    repeat = 7 if dataset == "gowalla" else 30
+    step_s = timed(step, repeat)
+    step_floor_s = timed(lambda: floor.step(model, model_name), repeat)
+    step_baseline_s = timed(lambda: baseline.step(model, model_name, loader.dataset.train, optimizer, reg),
+                            3 if dataset == "gowalla" else 10)
+
+    n_batches = len(loader)
+    if dataset == "gowalla":  # a fixed number of steps, scaled to the epoch's batch count
+        epoch_s = timed(lambda: [step() for _ in range(gowalla_steps)]) * n_batches / gowalla_steps
+        epoch_note = f"{gowalla_steps} of {n_batches} steps, scaled"
+    else:
+        epoch_s = timed(lambda: [step() for _ in range(n_batches)])
+        epoch_note = f"{n_batches} steps"
+
+    metrics = parse_metrics(["recall@20", "ndcg@20", "precision@20", "hit@20"], METRICS)
+    test = loader.split_test()
+    model.eval()
+    eval_s = timed(lambda: (model.train(False), evaluate(model, test, metrics, "cpu")))
+    eval_floor_s = timed(lambda: floor.evaluation(model, test))
+    sample = np.random.default_rng(0).choice(test.users, size=min(eval_baseline_users, len(test.users)),
+                                             replace=False)
+    eval_baseline_s = timed(lambda: baseline.evaluate(model, test, sample)) * len(test.users) / len(sample)
+
+    queue.put({
+        "dataset": dataset, "model": model_name, "threads": threads,
+        "prep_s": prep_s, "prep_baseline_s": prep_baseline_s,
+        "step_s": step_s, "step_floor_s": step_floor_s, "step_baseline_s": step_baseline_s,
+        "epoch_s": epoch_s, "epoch_note": epoch_note,
+        "eval_s": eval_s, "eval_floor_s": eval_floor_s, "eval_baseline_s": eval_baseline_s,
+        "eval_baseline_users": int(len(sample)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    })
+
+
+def print_table(results):
+    columns = [("model", "{}"), ("threads", "{}"), ("prep_s", "{:.2f}"), ("prep_baseline_s", "{:.2f}"),
+               ("step_s", "{:.4f}"), ("step_floor_s", "{:.4f}"), ("step_baseline_s", "{:.4f}"),
+               ("epoch_s", "{:.2f}"), ("eval_s", "{:.2f}"), ("eval_floor_s", "{:.2f}"),
+               ("eval_baseline_s", "{:.1f}"), ("peak_rss_mb", "{:.0f}")]
+    rows = [[fmt.format(r[name]) for name, fmt in columns] for r in results]
+    widths = [max(len(name), *(len(row[i]) for row in rows)) for i, (name, _) in enumerate(columns)]
+    print(f"dataset: {results[0]['dataset']}   epoch: {results[0]['epoch_note']}")
+    print("  ".join(name.rjust(w) for (name, _), w in zip(columns, widths)))
+    for row in rows:
+        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
+    print("ratios: " + "; ".join(
+        f"{r['model']}: step/floor {r['step_s'] / r['step_floor_s']:.2f}, "
+        f"step baseline/step {r['step_baseline_s'] / r['step_s']:.1f}, "
+        f"eval/floor {r['eval_s'] / r['eval_floor_s']:.2f}, "
+        f"eval baseline/eval {r['eval_baseline_s'] / r['eval_s']:.0f}, "
+        f"prep baseline/prep {r['prep_baseline_s'] / r['prep_s']:.1f}" for r in results))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=("ml-100k", "gowalla"), default="ml-100k")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"),
+                        help="folder holding ml-100k/ and gowalla/ (default: ../shared/data)")
+    parser.add_argument("--models", default="NGCF,LightGCN")
+    parser.add_argument("--eval-baseline-users", type=int, default=300)
+    parser.add_argument("--gowalla-steps", type=int, default=10)
+    parser.add_argument("--out", help="write the figures here as JSON")
+    args = parser.parse_args()
+
+    context = mp.get_context("spawn")
+    results = []
+    for name in args.models.split(","):
+        queue = context.Queue()
+        process = context.Process(target=run_model, args=(args.dataset, name, args.threads, Path(args.data_dir),
+                                                          args.eval_baseline_users, args.gowalla_steps, queue))
+        process.start()
+        results.append(queue.get())
+        process.join()
+    print_table(results)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+

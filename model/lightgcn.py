@@ -1,0 +1,73 @@
+"""LightGCN (He et al., SIGIR 2020): NGCF without W1, W2, the non-linearity and the self-loop.
+
+    E^(l) = L E^(l-1),    e* = mean(e^(0), ..., e^(L)),    ŷ(u, i) = e_u*ᵀ e_i*
+
+with L = D^-1/2 A D^-1/2. Regularised on the layer-0 embeddings, as the authors' code.
+"""
+import torch
+import torch.nn as nn
+
+from base.base_model import BaseModel
+from model.graph import SparseGraph, normalized_adjacency
+from utils.errors import ConfigError
+
+
+class LightGCN(BaseModel):
+    """embed_dim: d. n_layers: propagation steps. init_std: std of the normal initialisation
+    (0.1 in the authors' code). edge_dropout: share of L's non-zeros dropped per step (0 = off,
+    the authors' default)."""
+
+    def __init__(self, dataset, embed_dim=64, n_layers=3, init_std=0.1, edge_dropout=0.0):
+        super().__init__()
+        if not isinstance(n_layers, int) or n_layers < 0:
+            raise ConfigError(f"arch.args.n_layers: expected an integer >= 0, got {n_layers!r}")
+        if not 0 <= edge_dropout < 1:
+            raise ConfigError(f"arch.args.edge_dropout: expected a number in [0, 1), got {edge_dropout!r}")
+        self.n_users, self.n_items = dataset.n_users, dataset.n_items
+        self.n_layers, self.edge_dropout = n_layers, edge_dropout
+        self.embedding = nn.Embedding(self.n_users + self.n_items, embed_dim)  # users, then items
+        nn.init.normal_(self.embedding.weight, std=init_std)
+        self.graph = SparseGraph(normalized_adjacency(dataset.train, "symmetric"))
+        self._cache = None
+
+    def propagate(self):
+        """(n_users, d), (n_items, d): the mean of the layer embeddings."""
+        values = None
+        if self.training and self.edge_dropout > 0:
+            values = self.graph.dropout_values(self.edge_dropout)
+        ego = self.embedding.weight                                            # (N, d)
+        total = ego
+        for _ in range(self.n_layers):
+            ego = self.graph(ego, values)                                      # E^(l) = L E^(l-1)
+            total = total + ego
+        final = total / (self.n_layers + 1)
+        return final[: self.n_users], final[self.n_users:]
+
+    def forward(self, users, pos_items, neg_items):
+        user_all, item_all = self.propagate()
+        u = torch.index_select(user_all, 0, users)
+        p = torch.index_select(item_all, 0, pos_items)
+        n = torch.index_select(item_all, 0, neg_items)
+        nodes = torch.cat([users, self.n_users + pos_items, self.n_users + neg_items])
+        return {
+            "pos_scores": (u * p).sum(dim=1),
+            "neg_scores": (u * n).sum(dim=1),
+            "l2": torch.index_select(self.embedding.weight, 0, nodes).pow(2).sum() / 2,
+        }
+
+    def full_scores(self, users):
+        if self.training:
+            user_all, item_all = self.propagate()
+        else:
+            if self._cache is None:
+                self._cache = self.propagate()
+            user_all, item_all = self._cache
+        return torch.index_select(user_all, 0, users) @ item_all.T             # (B, n_items)
+
+    def train(self, mode=True):
+        self._cache = None
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        self._cache = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)

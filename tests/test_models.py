@@ -1,0 +1,118 @@
+"""The reference models (LightGCN, MF, Pop), the benchmark-format loader, and every shipped config."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, SHARED_DATA, read_jsonl, run_script
+from data_loader.benchmark import BenchmarkDataLoader
+from model.graph import normalized_adjacency
+from model.lightgcn import LightGCN
+from model.mf import MF
+from model.pop import Pop
+from test_ngcf import small_dataset
+from utils.errors import DataError
+
+
+def test_lightgcn_is_the_mean_of_powers_of_the_laplacian():
+    ds = small_dataset()
+    model = LightGCN(ds, embed_dim=6, n_layers=3).eval()
+    lap = torch.from_numpy(normalized_adjacency(ds.train).toarray())
+    e = model.embedding.weight.detach()
+    expected = (e + lap @ e + lap @ lap @ e + lap @ lap @ lap @ e) / 4
+    users, items = model.propagate()
+    torch.testing.assert_close(torch.cat([users, items]), expected, rtol=1e-5, atol=1e-6)
+    scores = model.full_scores(torch.arange(ds.n_users))
+    torch.testing.assert_close(scores, expected[: ds.n_users] @ expected[ds.n_users:].T, rtol=1e-4, atol=1e-6)
+
+
+def test_mf_scores_are_dot_products():
+    ds = small_dataset()
+    model = MF(ds, embed_dim=5)
+    out = model(torch.tensor([1, 2]), torch.tensor([3, 4]), torch.tensor([5, 6]))
+    u, i = model.user_embedding.weight, model.item_embedding.weight
+    torch.testing.assert_close(out["pos_scores"], (u[[1, 2]] * i[[3, 4]]).sum(1))
+    torch.testing.assert_close(model.full_scores(torch.tensor([1]))[0, 6], (u[1] * i[6]).sum())
+
+
+def test_pop_ranks_by_training_popularity_and_has_nothing_to_train():
+    ds = small_dataset()
+    model = Pop(ds)
+    assert model.n_trainable() == 0
+    counts = torch.from_numpy(np.asarray(ds.train.sum(0)).ravel()).float()
+    torch.testing.assert_close(model.full_scores(torch.tensor([0, 5]))[1], counts)
+
+
+def write_benchmark(folder, lines_train, lines_test):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.txt").write_text("\n".join(lines_train) + "\n")
+    (folder / "test.txt").write_text("\n".join(lines_test) + "\n")
+    return folder
+
+
+def test_benchmark_loader_keeps_the_files_split(tmp_path):
+    rng = np.random.default_rng(0)
+    train_lines, test_lines = [], []
+    for user in range(30):
+        items = rng.choice(50, size=12, replace=False)
+        train_lines.append(" ".join(map(str, [user, *sorted(items[:9])])))
+        test_lines.append(" ".join(map(str, [user, *sorted(items[9:])])))
+    folder = write_benchmark(tmp_path / "bench", train_lines, test_lines)
+    no_valid = BenchmarkDataLoader(str(folder), valid_fraction=0.0).dataset
+    assert no_valid.train.nnz == 30 * 9 and no_valid.test.nnz == 30 * 3 and no_valid.valid.nnz == 0
+    assert BenchmarkDataLoader(str(folder), valid_fraction=0.0).split_validation() is None
+    carved = BenchmarkDataLoader(str(folder), valid_fraction=0.2).dataset
+    assert carved.train.nnz + carved.valid.nnz == 30 * 9 and carved.valid.nnz == 30 * 2
+    assert (carved.test != no_valid.test).nnz == 0
+
+
+def test_benchmark_loader_errors(tmp_path):
+    folder = write_benchmark(tmp_path / "b", ["0 1 2", "1 2 x3"], ["0 3"])
+    with pytest.raises(DataError, match=r"train\.txt:2: ids must be integers, got 'x3'"):
+        BenchmarkDataLoader(str(folder))
+    with pytest.raises(DataError, match="is not a folder"):
+        BenchmarkDataLoader(str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("name", ["config.json", "configs/lightgcn_ml100k.json", "configs/mf_ml100k.json",
+                                  "configs/pop_ml100k.json"])
+def test_each_shipped_movielens_config_trains_one_epoch(tmp_path, tiny_data, name):
+    result = run_script("train.py", "-c", ROOT / name, "--epochs", "1", "--run-id", "t",
+                        "--set", f"data_loader.args.data_dir={tiny_data}", "--set", f"trainer.save_dir={tmp_path}",
+                        "--set", "arch.args.embed_dim=8" if "pop" not in name else "seed=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((ROOT / name).read_text())
+    run = tmp_path / "models" / config["name"] / "t"
+    assert read_jsonl(run / "metrics.jsonl")[0]["val_recall@20"] > 0
+    result = run_script("test.py", "-r", run / "model_best.pth")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["ngcf_gowalla", "lightgcn_gowalla", "mf_gowalla"])
+def test_gowalla_configs_train_and_evaluate_the_last_epoch(tmp_path, name):
+    """On a small file in the benchmark layout: no validation (the papers' protocol), so the log
+    says monitoring is off and model_best.pth is the last epoch."""
+    rng = np.random.default_rng(1)
+    lines = [" ".join(map(str, [u, *sorted(rng.choice(40, 10, replace=False))])) for u in range(25)]
+    tests = [" ".join(map(str, [u, *sorted(set(rng.choice(40, 3)) - set(map(int, lines[u].split()[1:])))]))
+             for u in range(25)]
+    folder = write_benchmark(tmp_path / "gowalla", lines, [t for t in tests if len(t.split()) > 1])
+    result = run_script("train.py", "-c", ROOT / "configs" / f"{name}.json", "--epochs", "2", "--run-id", "t",
+                        "--set", f"data_loader.args.data_dir={folder}", "--set", f"trainer.save_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "monitoring and early stopping are off" in result.stdout
+    config = json.loads((ROOT / "configs" / f"{name}.json").read_text())
+    run = tmp_path / "models" / config["name"] / "t"
+    best = torch.load(run / "model_best.pth", weights_only=True)
+    assert best["epoch"] == 2
+    assert run_script("test.py", "-r", run / "model_best.pth").returncode == 0
+
+
+@pytest.mark.gowalla
+def test_real_gowalla_split_loads():
+    ds = BenchmarkDataLoader(str(SHARED_DATA / "gowalla"), valid_fraction=0.0).dataset
+    assert (ds.n_users, ds.n_items) == (29858, 40981)
+    assert ds.train.nnz == 810_128 and ds.test.nnz == 217_242
+    assert Path(SHARED_DATA / "gowalla" / "train.txt").is_file()
