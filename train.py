@@ -5,8 +5,11 @@
     python train.py -c config.json --lr 0.001 --set arch.args.layers=[64,64]
 """
 import argparse
+import logging
 import signal
 import sys
+
+from torch.nn.parallel import DistributedDataParallel
 
 from base.base_trainer import TrainingError
 from data_loader import DATA_LOADERS
@@ -15,6 +18,7 @@ from logger.wandb_writer import WandbWriter
 from model import LOSSES, METRICS, MODELS
 from trainer import TRAINERS
 from trainer.evaluation import parse_metrics
+from utils import distributed
 from utils.checkpoint import find_latest_checkpoint, load_checkpoint
 from utils.cli import LR_SCHEDULERS, OPTIMIZERS, run_main
 from utils.parse_config import ConfigParser, validate
@@ -59,19 +63,26 @@ def main(args):
         args.config = None
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     config = ConfigParser.from_args(args, checkpoint_config=checkpoint["config"] if checkpoint else None)
-    device = resolve_device(args.device)
+    resolve_device(args.device)
     check_names(config)
 
-    # Act: the run folder, logging and tracking start here.
-    config.make_run_dirs()
-    setup_logging(config.log_dir)
+    # Act: the process group (under torchrun), the run folder, logging and tracking start here.
+    rank, world_size, device = distributed.setup(args.device)
+    if rank == 0:  # only rank 0 writes files
+        config.make_run_dirs()
+        setup_logging(config.log_dir)
+    else:
+        logging.basicConfig(level=logging.WARNING)
     logger = get_logger("train")
-    logger.info(f"Run folder: {config.save_dir}   device: {device}")
-    seed_everything(config["seed"])
+    logger.info(f"Run folder: {config.save_dir}   device: {device}   processes: {world_size}")
+    seed_everything(config["seed"] + rank)
 
     data = config.init_obj("data_loader", DATA_LOADERS, seed=config["seed"])
     logger.info(f"Data: {data.dataset.summary()}")
     valid = data.split_validation()
+    if world_size > 1:  # each rank: its own batches, its share of the evaluation users
+        data.distribute(rank, world_size, config["seed"])
+        valid = valid.shard(rank, world_size) if valid is not None else None
     model = config.init_obj("arch", MODELS, dataset=data.dataset).to(device)
     logger.info(model)
     criterion = config.init_ftn("loss", LOSSES)
@@ -81,12 +92,14 @@ def main(args):
     lr_scheduler = None
     if optimizer is not None and config.get("lr_scheduler") is not None:
         lr_scheduler = config.init_obj("lr_scheduler", LR_SCHEDULERS, optimizer)
+    if world_size > 1 and params:  # gradients are all-reduced across ranks in backward
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     wandb_cfg = config["wandb"]
     writer = WandbWriter(config.config, config.log_dir, mode=wandb_cfg["mode"],
                          project=wandb_cfg.get("project", "recsys-template"), entity=wandb_cfg.get("entity"),
                          run_name=f"{config['name']}/{config.save_dir.name}",
-                         run_id=checkpoint.get("wandb_run_id") if checkpoint else None)
+                         run_id=checkpoint.get("wandb_run_id") if checkpoint else None, enabled=rank == 0)
     trainer = config.init_obj("trainer", TRAINERS, model, criterion, metrics, optimizer, config=config,
                               device=device, data_loader=data, valid_data_loader=valid,
                               lr_scheduler=lr_scheduler, writer=writer, checkpoint=checkpoint)
@@ -96,6 +109,7 @@ def main(args):
         exit_code = 0
     finally:
         writer.finish(exit_code)
+        distributed.cleanup()
 
 
 def _terminate(signum, frame):

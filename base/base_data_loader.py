@@ -57,6 +57,7 @@ class BaseDataLoader(ABC):
         if sampling not in SAMPLING_MODES:
             raise ConfigError(f"data_loader.args.sampling: expected one of {SAMPLING_MODES}, got {sampling!r}")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.world_size = 1
         self.dataset = self.load_dataset()
         self.sampler = BPRSampler(self.dataset.train, sampling, seed)
 
@@ -65,8 +66,14 @@ class BaseDataLoader(ABC):
         """Read the source and return an `Interactions` with its splits."""
 
     def __len__(self):
-        # As both reference codes: n_train // batch + 1 batches an epoch.
-        return self.sampler.n_interactions // self.batch_size + 1
+        # As both reference codes: n_train // batch + 1 batches an epoch, shared out over the ranks.
+        return -(-(self.sampler.n_interactions // self.batch_size + 1) // self.world_size)
+
+    def distribute(self, rank, world_size, seed):
+        """This process is rank `rank` of `world_size`: its own share of each epoch's batches,
+        drawn from its own generator (seeded `seed + rank`)."""
+        self.world_size = world_size
+        self.sampler.rng = np.random.default_rng(seed + rank)
 
     def __iter__(self):
         for _ in range(len(self)):

@@ -8,6 +8,7 @@ import math
 from abc import ABC, abstractmethod
 
 from logger.logger import get_logger
+from utils import distributed
 from utils.checkpoint import rng_state, save_checkpoint, set_rng_state
 from utils.errors import CheckpointError, ConfigError
 
@@ -31,7 +32,10 @@ class BaseTrainer(ABC):
                  writer=None, checkpoint=None):
         self.config = config
         self.logger = get_logger("trainer")
-        self.model, self.criterion, self.metric_ftns = model, criterion, metric_ftns
+        # model may be wrapped in DistributedDataParallel; `module` is the model itself.
+        self.model, self.module = model, getattr(model, "module", model)
+        self.criterion, self.metric_ftns = criterion, metric_ftns
+        self.is_main = distributed.rank() == 0  # only rank 0 writes files
         self.optimizer, self.lr_scheduler, self.device, self.writer = optimizer, lr_scheduler, device, writer
 
         cfg = config["trainer"]
@@ -130,6 +134,8 @@ class BaseTrainer(ABC):
         """Ctrl-C or SIGTERM during `epoch`: that epoch is abandoned; the last finished one is saved."""
         finished = epoch - 1
         path = self.checkpoint_dir / f"checkpoint-epoch{finished}.pth"
+        if not self.is_main:
+            return
         if self._finished is not None:
             save_checkpoint(self._finished, path)
         elif not path.is_file():
@@ -139,26 +145,30 @@ class BaseTrainer(ABC):
                          f"    python train.py -r {path}")
 
     def _append_metrics(self, log):
+        if not self.is_main:
+            return
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(log) + "\n")
 
     def _state(self, epoch):
         return {
-            "arch": type(self.model).__name__,
+            "arch": type(self.module).__name__,
             "epoch": epoch,
-            "state_dict": self.model.state_dict(),
+            "state_dict": self.module.state_dict(),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "lr_scheduler": None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
             "monitor_best": self.mnt_best,
             "best_epoch": self.best_epoch,
             "config": self.config.config,
-            "rng": rng_state(),
+            "rng": distributed.gather(rng_state()),  # one per rank
             "wandb_run_id": None if self.writer is None else self.writer.run_id,
             **self._extra_state(),
         }
 
     def _save_checkpoint(self, epoch, best=False):
-        state = self._state(epoch)
+        state = self._state(epoch)  # on every rank: it gathers the ranks' random states
+        if not self.is_main:
+            return
         if best:
             path = self.checkpoint_dir / "model_best.pth"
             save_checkpoint(state, path)
@@ -174,11 +184,11 @@ class BaseTrainer(ABC):
 
     def _resume_checkpoint(self, checkpoint, path):
         self.logger.info(f"Resuming from checkpoint: {path} ...")
-        if checkpoint["arch"] != type(self.model).__name__:
+        if checkpoint["arch"] != type(self.module).__name__:
             raise CheckpointError(f"{path}: holds a {checkpoint['arch']} model, but arch.type is "
-                                  f"{type(self.model).__name__}")
+                                  f"{type(self.module).__name__}")
         try:
-            self.model.load_state_dict(checkpoint["state_dict"])
+            self.module.load_state_dict(checkpoint["state_dict"])
         except RuntimeError as e:
             detail = "; ".join(line.strip() for line in str(e).splitlines()[1:4])
             raise CheckpointError(f"{path}: the weights do not fit the configured model ({detail})") from None
@@ -191,14 +201,23 @@ class BaseTrainer(ABC):
             self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
         self.start_epoch = checkpoint["epoch"] + 1
         self.mnt_best, self.best_epoch = checkpoint["monitor_best"], checkpoint["best_epoch"]
-        set_rng_state(checkpoint["rng"])
+        set_rng_state(self._for_this_rank(checkpoint["rng"], "random state"))
         self._load_extra_state(checkpoint)
         self._truncate_metrics(checkpoint["epoch"])
         self.logger.info(f"Checkpoint loaded. Resuming training from epoch {self.start_epoch}")
 
+    def _for_this_rank(self, states, what):
+        """This rank's entry of a per-rank list saved in a checkpoint."""
+        rank, world = distributed.rank(), distributed.world_size()
+        if len(states) != world:
+            self.logger.warning(f"the checkpoint holds the {what} of {len(states)} process(es), this run has "
+                                f"{world}: every rank continues from rank 0's (the run is not bit-identical)")
+            return states[0]
+        return states[rank]
+
     def _truncate_metrics(self, last_epoch):
         """Forget figures of epochs after the checkpoint, so the history reads as one straight run."""
-        if not self.metrics_path.is_file():
+        if not self.is_main or not self.metrics_path.is_file():
             return
         lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
         kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= last_epoch]

@@ -58,11 +58,13 @@ class _SpMM(torch.autograd.Function):
     """
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # sparse products in float32
     def forward(ctx, x, values, graph):
         ctx.graph, ctx.values = graph, values
         return torch.sparse.mm(_csr(graph.crow, graph.col, values, graph.shape), x)
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad):
         graph = ctx.graph
         a_t = _csr(graph.crow_t, graph.col_t, torch.index_select(ctx.values, 0, graph.perm_t), graph.shape)

@@ -88,7 +88,7 @@ def test_cli_errors_are_one_clear_line(tmp_path, tiny_data):
     config = tiny_config(tiny_data, tmp_path / "saved")
     config["arch"]["type"] = "NGCFX"
     line = one_line_error(run_script("train.py", "-c", write_config(tmp_path / "a.json", config)))
-    assert "arch.type: unknown name 'NGCFX' (available: NGCF" in line
+    assert "arch.type: unknown name 'NGCFX' (available: LightGCN, MF, NGCF, Pop)" in line
 
     (tmp_path / "bad.json").write_text('{\n  "name": "x",\n  "seed": 1,,\n}')
     line = one_line_error(run_script("train.py", "-c", tmp_path / "bad.json"))

@@ -5,6 +5,7 @@ and compare with the held-out items. One top-K for the largest K serves every me
 """
 import torch
 
+from utils.distributed import all_reduce_sum
 from utils.errors import ConfigError
 from utils.parse_config import parse_metric_name
 
@@ -67,10 +68,16 @@ def evaluate_sums(model, loader, metrics, device):
 
 
 def evaluate(model, loader, metrics, device):
-    """{metric name: mean over the loader's users}."""
+    """{metric name: mean over the loader's users}.
+
+    Under torch.distributed, every rank passes its shard of the users (loader.shard) and the
+    sums are added over ranks, so each rank gets the figures of a single-process evaluation.
+    """
     was_training = model.training
     model.eval()
     sums, count = evaluate_sums(model, loader, metrics, device)
     model.train(was_training)
+    totals = all_reduce_sum(torch.cat([sums, torch.tensor([count], dtype=sums.dtype, device=sums.device)]))
+    sums, count = totals[:-1], totals[-1].item()
     means = (sums / max(count, 1)).tolist()
     return {name: value for (name, _, _), value in zip(metrics, means)}

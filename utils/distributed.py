@@ -1,0 +1,58 @@
+"""torch.distributed, when the script runs under torchrun; plain single-process otherwise.
+
+torchrun sets WORLD_SIZE, RANK and LOCAL_RANK. Each process is one rank: NCCL on CUDA (one GPU
+per rank, cuda:LOCAL_RANK), gloo on CPU.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+
+from utils.util import resolve_device
+
+
+def setup(device_spec):
+    """Start the process group if launched by torchrun. Returns (rank, world_size, device)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_spec)
+    if world_size == 1:
+        return 0, 1, device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def is_distributed():
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank():
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size():
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def all_reduce_sum(tensor):
+    """Sum a tensor over ranks, in place; a no-op in a single process."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def gather(obj):
+    """[obj of rank 0, obj of rank 1, ...] on every rank; [obj] in a single process."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def cleanup():
+    if is_distributed():
+        dist.destroy_process_group()
