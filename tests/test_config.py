@@ -41,7 +41,7 @@ def test_overrides_and_shortcuts(tmp_path):
 
 @pytest.mark.parametrize("override,message", [
     ("trainer.epoch=3", "the config has no key 'trainer.epoch'"),
-    ("optimizer.args.lr=fast", 'expected a number like the config\'s 0.001, got "fast"'),
+    ("optimizer.args.lr=fast", 'expected a number like the config\'s 0.0005, got "fast"'),
     ("trainer.epochs=2.5", "expected an integer"),
     ("arch.args.layers=64", "expected a list"),
     ("nonsense", "expected KEY=VALUE"),
@@ -97,7 +97,7 @@ def test_cli_errors_are_one_clear_line(tmp_path, tiny_data):
     config = tiny_config(tiny_data, tmp_path / "saved")
     good = write_config(tmp_path / "good.json", config)
     line = one_line_error(run_script("train.py", "-c", good, "--set", "trainer.epoch=3"))
-    assert "--set trainer.epoch: the config has no key 'trainer.epoch' (keys here: early_stop, epochs" in line
+    assert "--set trainer.epoch: the config has no key 'trainer.epoch' (keys here: amp, early_stop, epochs" in line
     line = one_line_error(run_script("train.py", "-c", good, "--set", "arch.args.depth=3"))
     assert "arch.args.depth" in line
     line = one_line_error(run_script("train.py", "-c", tmp_path / "missing.json"))
