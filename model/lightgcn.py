@@ -32,13 +32,13 @@ class LightGCN(BaseModel):
 
     def propagate(self):
         """(n_users, d), (n_items, d): the mean of the layer embeddings."""
-        values = None
+        weights = None
         if self.training and self.edge_dropout > 0:
-            values = self.graph.dropout_values(self.edge_dropout)
+            weights = self.graph.dropout(self.edge_dropout)
         ego = self.embedding.weight                                            # (N, d)
         total = ego
         for _ in range(self.n_layers):
-            ego = self.graph(ego, values)                                      # E^(l) = L E^(l-1)
+            ego = self.graph(ego, weights)                                    # E^(l) = L E^(l-1)
             total = total + ego
         final = total / (self.n_layers + 1)
         return final[: self.n_users], final[self.n_users:]

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from base.base_model import BaseModel
-from model.graph import ADJACENCY_MODES, SparseGraph, normalized_adjacency
+from model.graph import ADJACENCY_MODES, SparseGraph, keep_mask, normalized_adjacency
 from utils.errors import ConfigError
 
 ACTIVATIONS = ("sum", "separate")
@@ -74,12 +74,12 @@ class NGCF(BaseModel):
     def propagate(self):
         """All nodes' final representations: (n_users, D), (n_items, D), D = embed_dim + sum(layers)."""
         ego = self.embedding.weight                                          # (N, d0)
-        values = None
+        weights = None  # node dropout: one draw per step, shared by the layers
         if self.training and self.node_dropout > 0:
-            values = self.graph.dropout_values(self.node_dropout)
+            weights = self.graph.dropout(self.node_dropout)
         outputs = [ego]
         for w1, w2 in zip(self.w1, self.w2):
-            side = self.graph(ego, values)                                   # (N, d) = L E
+            side = self.graph(ego, weights)                                  # (N, d) = L E
             first = side + ego if self.adjacency == "symmetric" else side    # (L + I) E; 'mean' has I inside
             second = side * ego                                              # (L E) ⊙ E
             if self.activation == "sum":
@@ -95,11 +95,10 @@ class NGCF(BaseModel):
         return final[: self.n_users], final[self.n_users:]
 
     def _message_dropout(self, x):
-        """Standard (inverted) dropout; a uniform draw compared with p is cheaper than bernoulli_ on CPU."""
+        """Standard (inverted) dropout, with a mask from `keep_mask` (cheaper than bernoulli_ on CPU)."""
         if not self.training or self.message_dropout == 0:
             return x
-        keep = torch.rand_like(x) >= self.message_dropout
-        return x * keep / (1.0 - self.message_dropout)
+        return x * keep_mask(x.shape, self.message_dropout, x.device) / (1.0 - self.message_dropout)
 
     def forward(self, users, pos_items, neg_items):
         user_all, item_all = self.propagate()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from base.interactions import Interactions, to_csr
-from model.graph import SparseGraph, normalized_adjacency
+from model.graph import SparseGraph, keep_mask, normalized_adjacency
 from model.loss import bpr_loss
 from model.ngcf import NGCF
 
@@ -47,21 +47,35 @@ def test_mean_adjacency_is_row_normalised_with_self_loops():
     assert (np.diag(mean) > 0).all()
 
 
-def test_sparse_product_and_its_gradient_match_dense():
+@pytest.mark.parametrize("mode,dropout", [("symmetric", 0.0), ("symmetric", 0.3), ("mean", 0.0)])
+def test_sparse_product_and_its_gradient_match_dense(mode, dropout):
+    """With node dropout, or the row-normalised 'mean' matrix, A is not symmetric: the backward
+    must use the true transpose."""
     ds = small_dataset()
-    graph = SparseGraph(normalized_adjacency(ds.train))
-    dense = graph.to_dense()
+    graph = SparseGraph(normalized_adjacency(ds.train, mode))
+    assert graph.symmetric == (mode == "symmetric")
     x = torch.randn(graph.shape[0], 4, requires_grad=True)
-    weights = torch.randn(graph.shape[0], 4)
+    probe = torch.randn(graph.shape[0], 4)
     torch.manual_seed(0)
-    values = graph.dropout_values(0.3)  # an asymmetric matrix: the backward needs the true transpose
-    (graph(x, values) * weights).sum().backward()
+    weights = graph.dropout(dropout) if dropout else None
+    (graph(x, weights) * probe).sum().backward()
     grad_sparse = x.grad.clone()
     x.grad = None
-    dense = graph.to_dense(values)
-    (dense @ x * weights).sum().backward()
-    torch.testing.assert_close(graph(x, values), dense @ x)
+    dense = graph.to_dense(weights[0] if weights else None)
+    (dense @ x * probe).sum().backward()
+    torch.testing.assert_close(graph(x, weights), dense @ x)
     torch.testing.assert_close(grad_sparse, x.grad)
+
+
+def test_keep_mask_rate_and_independence():
+    torch.manual_seed(0)
+    mask = keep_mask((1000, 1000), 0.1)
+    assert mask.shape == (1000, 1000) and mask.dtype == torch.bool
+    assert abs(mask.float().mean().item() - 0.9) < 0.002          # 4 sigma ~ 0.0012
+    # neighbours come from the same 64-bit word: they must still be independent
+    both = (mask[:, :-1] & mask[:, 1:]).float().mean().item()
+    assert abs(both - 0.81) < 0.003
+    assert keep_mask((10,), 0.0).all()
 
 
 def per_node_propagation(model, ds):
