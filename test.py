@@ -5,6 +5,7 @@
 
 Prints the metrics and writes them to test_metrics.json beside the checkpoint.
 """
+
 import argparse
 import sys
 
@@ -29,8 +30,9 @@ def build_arg_parser():
     parser.add_argument("-c", "--config", help="config file to use instead of the checkpoint's own")
     parser.add_argument("-d", "--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (JSON value)")
-    parser.add_argument("--split", choices=("test", "valid"), default="test",
-                        help="which held-out split to evaluate (default: test)")
+    parser.add_argument(
+        "--split", choices=("test", "valid"), default="test", help="which held-out split to evaluate (default: test)"
+    )
     parser.add_argument("--topk-out", dest="topk_out", help="write each user's top-K unseen items to this CSV")
     parser.add_argument("--k", type=int, default=10, help="K for --topk-out (default: 10)")
     return parser
@@ -44,23 +46,26 @@ def export_topk(model, dataset, k, path, device, batch_size=1024):
     users_out, items_out, scores_out = [], [], []
     for start in range(0, dataset.n_users, batch_size):
         users = np.arange(start, min(start + batch_size, dataset.n_users))
-        scores = model.full_scores(torch.from_numpy(users).to(device)).float()    # (B, n_items)
+        scores = model.full_scores(torch.from_numpy(users).to(device)).float()  # (B, n_items)
         rows = known[users]
-        row = torch.repeat_interleave(torch.arange(len(users), device=device),
-                                      torch.from_numpy(np.diff(rows.indptr)).to(device))
+        row = torch.repeat_interleave(
+            torch.arange(len(users), device=device), torch.from_numpy(np.diff(rows.indptr)).to(device)
+        )
         scores[row, torch.from_numpy(rows.indices.astype(np.int64)).to(device)] = float("-inf")
-        top = scores.topk(k, dim=1)                                               # (B, k)
+        top = scores.topk(k, dim=1)  # (B, k)
         users_out.append(np.repeat(users, k))
         items_out.append(top.indices.cpu().numpy().ravel())
         scores_out.append(top.values.cpu().numpy().ravel())
     users, items = np.concatenate(users_out), np.concatenate(items_out)
-    table = pd.DataFrame({
-        "user_id": dataset.user_ids[users],
-        "rank": np.tile(np.arange(1, k + 1), dataset.n_users),
-        "item_id": dataset.item_ids[items],
-        "title": dataset.item_titles[items] if dataset.item_titles is not None else "",
-        "score": np.concatenate(scores_out),
-    })
+    table = pd.DataFrame(
+        {
+            "user_id": dataset.user_ids[users],
+            "rank": np.tile(np.arange(1, k + 1), dataset.n_users),
+            "item_id": dataset.item_ids[items],
+            "title": dataset.item_titles[items] if dataset.item_titles is not None else "",
+            "score": np.concatenate(scores_out),
+        }
+    )
     table = table[np.isfinite(table["score"])]  # a user who has seen nearly everything gets fewer rows
     table.to_csv(path, index=False)
     return len(table)
@@ -79,8 +84,9 @@ def main(args):
     logger.info(f"Data: {data.dataset.summary()}")
     model = config.init_obj("arch", MODELS, dataset=data.dataset)
     if checkpoint["arch"] != type(model).__name__:
-        raise CheckpointError(f"{args.resume}: holds a {checkpoint['arch']} model, but arch.type is "
-                              f"{type(model).__name__}")
+        raise CheckpointError(
+            f"{args.resume}: holds a {checkpoint['arch']} model, but arch.type is {type(model).__name__}"
+        )
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as e:

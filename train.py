@@ -1,9 +1,10 @@
 """Train a recommender from a JSON config.
 
-    python train.py -c config.json                       # a new run
-    python train.py -r saved/models/NAME/RUN/checkpoint-epoch10.pth   # resume it
-    python train.py -c config.json --lr 0.001 --set arch.args.layers=[64,64]
+python train.py -c config.json                       # a new run
+python train.py -r saved/models/NAME/RUN/checkpoint-epoch10.pth   # resume it
+python train.py -c config.json --lr 0.001 --set arch.args.layers=[64,64]
 """
+
 import argparse
 import logging
 import signal
@@ -14,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from base.base_trainer import TrainingError
 from data_loader import DATA_LOADERS
 from logger.logger import get_logger, setup_logging
+from logger.plot import plot_history
 from logger.wandb_writer import WandbWriter
 from model import LOSSES, METRICS, MODELS
 from trainer import TRAINERS
@@ -28,16 +30,37 @@ from utils.util import read_json, resolve_device, seed_everything
 def build_arg_parser():
     parser = argparse.ArgumentParser(description="Train a recommender from a JSON config.")
     parser.add_argument("-c", "--config", help="config file (JSON); beside -r it replaces the checkpoint's config")
-    parser.add_argument("-r", "--resume", help="checkpoint to resume from; 'latest' = the newest checkpoint "
-                        "of the newest run of the config's name (-c, default config.json)")
+    parser.add_argument(
+        "-r",
+        "--resume",
+        help="checkpoint to resume from; 'latest' = the newest checkpoint "
+        "of the newest run of the config's name (-c, default config.json)",
+    )
     parser.add_argument("-d", "--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     parser.add_argument("--run-id", dest="run_id", help="run folder name (default: a timestamp)")
     parser.add_argument("--epochs", type=int, help="shortcut for --set trainer.epochs=N")
     parser.add_argument("--lr", type=float, help="shortcut for --set optimizer.args.lr=X")
     parser.add_argument("--bs", type=int, help="shortcut for --set data_loader.args.batch_size=N")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override a config key, VALUE in JSON: --set arch.args.layers=[64,64]")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, VALUE in JSON: --set arch.args.layers=[64,64]",
+    )
     return parser
+
+
+def parse_args(argv):
+    """The flags above; also `--a.b.c=VALUE` as a shorthand of `--set a.b.c=VALUE` (what a wandb
+    sweep agent passes for a parameter named after a config key)."""
+    parser = build_arg_parser()
+    args, extra = parser.parse_known_args(argv)
+    for item in extra:
+        key, _, value = item[2:].partition("=")
+        if not item.startswith("--") or "." not in key or not _:
+            parser.error(f"unrecognized argument: {item}")
+        args.set = (args.set or []) + [f"{key}={value}"]
+    return args
 
 
 def check_names(config):
@@ -96,17 +119,38 @@ def main(args):
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     wandb_cfg = config["wandb"]
-    writer = WandbWriter(config.config, config.log_dir, mode=wandb_cfg["mode"],
-                         project=wandb_cfg.get("project", "recsys-template"), entity=wandb_cfg.get("entity"),
-                         run_name=f"{config['name']}/{config.save_dir.name}",
-                         run_id=checkpoint.get("wandb_run_id") if checkpoint else None, enabled=rank == 0)
-    trainer = config.init_obj("trainer", TRAINERS, model, criterion, metrics, optimizer, config=config,
-                              device=device, data_loader=data, valid_data_loader=valid,
-                              lr_scheduler=lr_scheduler, writer=writer, checkpoint=checkpoint)
+    writer = WandbWriter(
+        config.config,
+        config.log_dir,
+        mode=wandb_cfg["mode"],
+        project=wandb_cfg.get("project", "recsys-template"),
+        entity=wandb_cfg.get("entity"),
+        run_name=f"{config['name']}/{config.save_dir.name}",
+        run_id=checkpoint.get("wandb_run_id") if checkpoint else None,
+        enabled=rank == 0,
+    )
+    trainer = config.init_obj(
+        "trainer",
+        TRAINERS,
+        model,
+        criterion,
+        metrics,
+        optimizer,
+        config=config,
+        device=device,
+        data_loader=data,
+        valid_data_loader=valid,
+        lr_scheduler=lr_scheduler,
+        writer=writer,
+        checkpoint=checkpoint,
+    )
     exit_code = 1
     try:
         trainer.train()
         exit_code = 0
+        if rank == 0:
+            monitor = config["trainer"]["monitor"].split()[-1] if config["trainer"]["monitor"] != "off" else None
+            plot_history(config.save_dir / "metrics.jsonl", config.save_dir / "curves.png", monitor, logger)
     finally:
         writer.finish(exit_code)
         distributed.cleanup()
@@ -118,7 +162,7 @@ def _terminate(signum, frame):
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _terminate)
-    arguments = build_arg_parser().parse_args()
+    arguments = parse_args(sys.argv[1:])
     try:
         code = run_main(main, arguments)
     except TrainingError as e:

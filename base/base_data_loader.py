@@ -1,4 +1,5 @@
 """The data loader contract: BPR training batches and full-ranking evaluation batches."""
+
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -32,7 +33,7 @@ class EvalLoader:
 
     def __iter__(self):
         for start in range(0, len(self.users), self.batch_size):
-            users = self.users[start:start + self.batch_size]
+            users = self.users[start : start + self.batch_size]
             yield users, self.heldout[users], self.exclude[users]
 
     def shard(self, rank, world_size):
@@ -52,8 +53,7 @@ class BaseDataLoader(ABC):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"data_loader.args.batch_size: expected a positive integer, got {batch_size!r}")
         if not isinstance(eval_batch_size, int) or eval_batch_size < 1:
-            raise ConfigError(
-                f"data_loader.args.eval_batch_size: expected a positive integer, got {eval_batch_size!r}")
+            raise ConfigError(f"data_loader.args.eval_batch_size: expected a positive integer, got {eval_batch_size!r}")
         if sampling not in SAMPLING_MODES:
             raise ConfigError(f"data_loader.args.sampling: expected one of {SAMPLING_MODES}, got {sampling!r}")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size

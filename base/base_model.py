@@ -1,4 +1,5 @@
 """The model contract shared by every recommender."""
+
 from abc import ABC, abstractmethod
 
 import torch.nn as nn

@@ -2,6 +2,7 @@
 
 Knows nothing about recommendation: a subclass implements `_train_epoch(epoch) -> dict`.
 """
+
 import copy
 import json
 import math
@@ -12,8 +13,7 @@ from utils import distributed
 from utils.checkpoint import rng_state, save_checkpoint, set_rng_state
 from utils.errors import CheckpointError, ConfigError
 
-TRAINER_KEYS = {"type", "epochs", "save_dir", "save_period", "keep_last", "eval_period", "monitor",
-                "early_stop", "amp"}
+TRAINER_KEYS = {"type", "epochs", "save_dir", "save_period", "keep_last", "eval_period", "monitor", "early_stop", "amp"}
 
 
 class TrainingError(Exception):
@@ -28,8 +28,9 @@ class BaseTrainer(ABC):
     early_stop (stop after this many epochs without improvement; 0 = never).
     """
 
-    def __init__(self, model, criterion, metric_ftns, optimizer, config, device, lr_scheduler=None,
-                 writer=None, checkpoint=None):
+    def __init__(
+        self, model, criterion, metric_ftns, optimizer, config, device, lr_scheduler=None, writer=None, checkpoint=None
+    ):
         self.config = config
         self.logger = get_logger("trainer")
         # model may be wrapped in DistributedDataParallel; `module` is the model itself.
@@ -73,8 +74,7 @@ class BaseTrainer(ABC):
 
     def disable_monitor(self, reason):
         """Turn off model selection and early stopping (e.g. no validation split)."""
-        self.logger.info(f"{reason}: monitoring and early stopping are off; "
-                         "model_best.pth will be the last epoch")
+        self.logger.info(f"{reason}: monitoring and early stopping are off; model_best.pth will be the last epoch")
         self.mnt_mode, self.mnt_metric = "off", None
 
     def train(self):
@@ -103,8 +103,7 @@ class BaseTrainer(ABC):
         result = self._train_epoch(epoch)
         log = {"epoch": epoch, **result}
         history.append(log)
-        self.logger.info("    ".join(f"{k}: {v:.5f}" if isinstance(v, float) else f"{k}: {v}"
-                                      for k, v in log.items()))
+        self.logger.info("    ".join(f"{k}: {v:.5f}" if isinstance(v, float) else f"{k}: {v}" for k, v in log.items()))
         if self.writer is not None:
             self.writer.log(log, step=epoch)
 
@@ -117,8 +116,12 @@ class BaseTrainer(ABC):
         if any(k.startswith("val_") for k in log) or self.mnt_metric == "loss":
             self._append_metrics(log)
 
-        stop = (self.mnt_mode != "off" and self.early_stop > 0 and self.mnt_metric in log
-                and epoch - self.best_epoch >= self.early_stop)
+        stop = (
+            self.mnt_mode != "off"
+            and self.early_stop > 0
+            and self.mnt_metric in log
+            and epoch - self.best_epoch >= self.early_stop
+        )
         saved = epoch % self.save_period == 0 or epoch == self.epochs or stop
         if saved:
             self._save_checkpoint(epoch)
@@ -126,8 +129,10 @@ class BaseTrainer(ABC):
             self._save_checkpoint(epoch, best=True)
         self._finished = None if saved else copy.deepcopy(self._state(epoch))
         if stop:
-            self.logger.info(f"No improvement of {self.mnt_metric} for {epoch - self.best_epoch} epochs "
-                             f"(early_stop = {self.early_stop}): stopping. Best epoch: {self.best_epoch}.")
+            self.logger.info(
+                f"No improvement of {self.mnt_metric} for {epoch - self.best_epoch} epochs "
+                f"(early_stop = {self.early_stop}): stopping. Best epoch: {self.best_epoch}."
+            )
         return stop
 
     def _save_on_interrupt(self, epoch):
@@ -141,8 +146,9 @@ class BaseTrainer(ABC):
         elif not path.is_file():
             self.logger.info(f"Interrupted during epoch {epoch}; no epoch has finished, nothing to save.")
             return
-        self.logger.info(f"Interrupted during epoch {epoch}; epoch {finished} is saved. Resume with:\n"
-                         f"    python train.py -r {path}")
+        self.logger.info(
+            f"Interrupted during epoch {epoch}; epoch {finished} is saved. Resume with:\n    python train.py -r {path}"
+        )
 
     def _append_metrics(self, log):
         if not self.is_main:
@@ -185,8 +191,9 @@ class BaseTrainer(ABC):
     def _resume_checkpoint(self, checkpoint, path):
         self.logger.info(f"Resuming from checkpoint: {path} ...")
         if checkpoint["arch"] != type(self.module).__name__:
-            raise CheckpointError(f"{path}: holds a {checkpoint['arch']} model, but arch.type is "
-                                  f"{type(self.module).__name__}")
+            raise CheckpointError(
+                f"{path}: holds a {checkpoint['arch']} model, but arch.type is {type(self.module).__name__}"
+            )
         try:
             self.module.load_state_dict(checkpoint["state_dict"])
         except RuntimeError as e:
@@ -210,8 +217,10 @@ class BaseTrainer(ABC):
         """This rank's entry of a per-rank list saved in a checkpoint."""
         rank, world = distributed.rank(), distributed.world_size()
         if len(states) != world:
-            self.logger.warning(f"the checkpoint holds the {what} of {len(states)} process(es), this run has "
-                                f"{world}: every rank continues from rank 0's (the run is not bit-identical)")
+            self.logger.warning(
+                f"the checkpoint holds the {what} of {len(states)} process(es), this run has "
+                f"{world}: every rank continues from rank 0's (the run is not bit-identical)"
+            )
             return states[0]
         return states[rank]
 

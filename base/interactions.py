@@ -3,6 +3,7 @@
 Every data loader turns its files into one `Interactions`; models, samplers and evaluation read
 only this. Matrices are users x items, CSR, float32 ones, column indices sorted within each row.
 """
+
 from dataclasses import dataclass
 
 import numpy as np

@@ -1,4 +1,5 @@
 """`python -m bench`: see bench/run.py."""
+
 from bench.run import main
 
 main()

@@ -1,6 +1,7 @@
 """The same work written the straightforward way, as public reference implementations do it:
 dict-of-keys adjacency, per-user Python sampling, a COO sparse tensor rebuilt for node dropout,
 per-user ranking with a heap. Used only by the benchmark, to show what the fast paths save."""
+
 import heapq
 import math
 import random
@@ -69,10 +70,21 @@ def _sample(train_items, n_items, batch):
 def step(model, name, train, optimizer, reg, cache={}):  # noqa: B006 - per-process cache of the COO parts
     """One training step the straightforward way, with the model's own weights."""
     if "items" not in cache:
-        cache["items"] = {u: list(train.indices[train.indptr[u]:train.indptr[u + 1]])
-                          for u in range(train.shape[0]) if train.indptr[u + 1] > train.indptr[u]}
-        coo = sp.coo_matrix((model.graph.values.numpy(), (np.repeat(np.arange(model.graph.shape[0]),
-                            np.diff(model.graph.crow.numpy())), model.graph.col.numpy())), shape=model.graph.shape)
+        cache["items"] = {
+            u: list(train.indices[train.indptr[u] : train.indptr[u + 1]])
+            for u in range(train.shape[0])
+            if train.indptr[u + 1] > train.indptr[u]
+        }
+        coo = sp.coo_matrix(
+            (
+                model.graph.values.numpy(),
+                (
+                    np.repeat(np.arange(model.graph.shape[0]), np.diff(model.graph.crow.numpy())),
+                    model.graph.col.numpy(),
+                ),
+            ),
+            shape=model.graph.shape,
+        )
         cache["coo"] = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, coo.shape).coalesce()
     users, pos, neg = _sample(cache["items"], train.shape[1], 1024)
     users, pos, neg = torch.tensor(users), torch.tensor(pos), torch.tensor(neg)
@@ -92,10 +104,12 @@ def step(model, name, train, optimizer, reg, cache={}):  # noqa: B006 - per-proc
             ego = side
         layers.append(ego)
     final = torch.cat(layers, 1) if name == "NGCF" else torch.stack(layers).mean(0)
-    u_all, i_all = final[: model.n_users], final[model.n_users:]
+    u_all, i_all = final[: model.n_users], final[model.n_users :]
     u, p, n = u_all[users], i_all[pos], i_all[neg]
-    loss = F.softplus((u * n).sum(1) - (u * p).sum(1)).mean() + reg * (u.norm() ** 2 + p.norm() ** 2
-                                                                       + n.norm() ** 2) / 2 / 1024
+    loss = (
+        F.softplus((u * n).sum(1) - (u * p).sum(1)).mean()
+        + reg * (u.norm() ** 2 + p.norm() ** 2 + n.norm() ** 2) / 2 / 1024
+    )
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -108,11 +122,11 @@ def evaluate(model, loader, users, k=20):
     all_items = set(range(loader.n_items))
     total = 0.0
     for start in range(0, len(users), 100):
-        batch = users[start:start + 100]
+        batch = users[start : start + 100]
         scores = (users_all[torch.from_numpy(batch)] @ items_all.T).numpy()
         for row, u in enumerate(batch):
-            seen = set(loader.exclude.indices[loader.exclude.indptr[u]:loader.exclude.indptr[u + 1]])
-            relevant = set(loader.heldout.indices[loader.heldout.indptr[u]:loader.heldout.indptr[u + 1]])
+            seen = set(loader.exclude.indices[loader.exclude.indptr[u] : loader.exclude.indptr[u + 1]])
+            relevant = set(loader.heldout.indices[loader.heldout.indptr[u] : loader.heldout.indptr[u + 1]])
             candidates = list(all_items - seen)
             item_score = {i: scores[row, i] for i in candidates}
             top = heapq.nlargest(k, item_score, key=item_score.get)

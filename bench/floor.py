@@ -3,6 +3,7 @@
 Whatever the template adds on top of these (sampling, element-wise work, autograd, Adam, masking)
 is overhead; the benchmark reports the ratio.
 """
+
 import torch
 
 from model.graph import _csr
@@ -19,14 +20,14 @@ def step(model, name):
     x = torch.randn(n, d)
     with torch.no_grad():
         for _ in range(3):
-            torch.sparse.mm(a, x)                        # forward propagation
-            torch.sparse.mm(a_t, x)                      # its backward
+            torch.sparse.mm(a, x)  # forward propagation
+            torch.sparse.mm(a_t, x)  # its backward
             if name == "NGCF":
-                inputs = torch.randn(n, 2 * d)           # [first | second]
-                weight = torch.randn(d, 2 * d)           # [W1; W2]
-                out = inputs @ weight.T                  # forward (N, d)
-                out @ weight                             # grad of the inputs (N, 2d)
-                out.T @ inputs                           # grad of the weights (d, 2d)
+                inputs = torch.randn(n, 2 * d)  # [first | second]
+                weight = torch.randn(d, 2 * d)  # [W1; W2]
+                out = inputs @ weight.T  # forward (N, d)
+                out @ weight  # grad of the inputs (N, 2d)
+                out.T @ inputs  # grad of the weights (d, 2d)
 
 
 @torch.no_grad()
@@ -35,5 +36,5 @@ def evaluation(model, loader, k=20):
     users_all, items_all = model._cache if model._cache is not None else model.propagate()
     users = torch.from_numpy(loader.users)
     for start in range(0, len(users), loader.batch_size):
-        scores = users_all[users[start:start + loader.batch_size]] @ items_all.T
+        scores = users_all[users[start : start + loader.batch_size]] @ items_all.T
         scores.topk(k, dim=1)

@@ -3,6 +3,7 @@
 Each line is `user item item ...`, ids from 0. The files' own split is kept; a validation share
 can be carved from each user's training items (valid_fraction = 0 is the papers' protocol).
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,16 @@ class BenchmarkDataLoader(BaseDataLoader):
     """data_dir: folder with train.txt and test.txt. valid_fraction: share of each user's training
     items held out for validation (seeded by split_seed); 0 = no validation, as in the papers."""
 
-    def __init__(self, data_dir, valid_fraction=0.1, split_seed=2019, batch_size=1024, sampling="user",
-                 eval_batch_size=1024, seed=0):
+    def __init__(
+        self,
+        data_dir,
+        valid_fraction=0.1,
+        split_seed=2019,
+        batch_size=1024,
+        sampling="user",
+        eval_batch_size=1024,
+        seed=0,
+    ):
         if not isinstance(valid_fraction, (int, float)) or not 0 <= valid_fraction < 1:
             raise ConfigError(f"data_loader.args.valid_fraction: expected a number in [0, 1), got {valid_fraction!r}")
         self.data_dir, self.valid_fraction, self.split_seed = Path(data_dir), valid_fraction, split_seed
@@ -61,5 +70,6 @@ class BenchmarkDataLoader(BaseDataLoader):
         test = to_csr(test_users, test_items, n_users, n_items)
         test = test - test.multiply(train + valid)  # an item in both files counts as training
         test.eliminate_zeros()
-        return Interactions(n_users, n_items, train.tocsr(), valid, test.tocsr(),
-                            np.arange(n_users), np.arange(n_items))
+        return Interactions(
+            n_users, n_items, train.tocsr(), valid, test.tocsr(), np.arange(n_users), np.arange(n_items)
+        )

@@ -1,4 +1,5 @@
 """Download a zip archive, verify it, and put its folder in place only when it is whole."""
+
 import hashlib
 import os
 import shutil
@@ -26,8 +27,10 @@ def file_digest(path, algorithm):
 def _download(url, target, timeout):
     with urllib.request.urlopen(url, timeout=timeout) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with open(target, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
-                                              desc=f"downloading {url.rsplit('/', 1)[-1]}") as bar:
+        with (
+            open(target, "wb") as out,
+            tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {url.rsplit('/', 1)[-1]}") as bar,
+        ):
             received = 0
             for block in iter(lambda: response.read(CHUNK), b""):
                 out.write(block)
@@ -48,8 +51,10 @@ def fetch_archive(url, dest_dir, folder, md5=None, required_files=(), file_sha25
     """
     dest_dir = Path(dest_dir)
     final = dest_dir / folder
-    manual = (f"download {url} yourself and unzip it into {dest_dir.resolve()} so that "
-              f"{final.resolve()}/ holds {', '.join(required_files) or 'its files'}")
+    manual = (
+        f"download {url} yourself and unzip it into {dest_dir.resolve()} so that "
+        f"{final.resolve()}/ holds {', '.join(required_files) or 'its files'}"
+    )
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -1,4 +1,5 @@
 """MovieLens (GroupLens) ratings as implicit feedback: downloaded, verified, split per user."""
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,10 @@ from utils.split import split_per_user
 @dataclass(frozen=True)
 class Release:
     url: str
-    md5: str | None            # published by GroupLens beside the archive
-    ratings: str               # file inside the release folder
+    md5: str | None  # published by GroupLens beside the archive
+    ratings: str  # file inside the release folder
     sep: str
-    file_sha256: dict          # extracted files we have verified copies of
+    file_sha256: dict  # extracted files we have verified copies of
 
 
 RELEASES = {
@@ -38,8 +39,15 @@ def read_titles(folder):
     path = folder / "u.item"
     if not path.is_file():
         return {}
-    items = pd.read_csv(path, sep="|", header=None, usecols=[0, 1], names=["item", "title"],
-                        encoding="latin-1", dtype={"item": np.int64, "title": str})
+    items = pd.read_csv(
+        path,
+        sep="|",
+        header=None,
+        usecols=[0, 1],
+        names=["item", "title"],
+        encoding="latin-1",
+        dtype={"item": np.int64, "title": str},
+    )
     return dict(zip(items["item"], items["title"]))
 
 
@@ -52,12 +60,24 @@ class MovieLensDataLoader(BaseDataLoader):
     valid_fraction: share of the remaining (training) part held out for validation; 0 = none.
     """
 
-    def __init__(self, data_dir, release="ml-100k", min_rating=0, test_fraction=0.2,
-                 valid_fraction=0.1, split_seed=2019, download=True, batch_size=1024,
-                 sampling="user", eval_batch_size=1024, seed=0):
+    def __init__(
+        self,
+        data_dir,
+        release="ml-100k",
+        min_rating=0,
+        test_fraction=0.2,
+        valid_fraction=0.1,
+        split_seed=2019,
+        download=True,
+        batch_size=1024,
+        sampling="user",
+        eval_batch_size=1024,
+        seed=0,
+    ):
         if release not in RELEASES:
-            raise ConfigError(f"data_loader.args.release: unknown release '{release}' "
-                              f"(available: {', '.join(RELEASES)})")
+            raise ConfigError(
+                f"data_loader.args.release: unknown release '{release}' (available: {', '.join(RELEASES)})"
+            )
         for key, value in (("test_fraction", test_fraction), ("valid_fraction", valid_fraction)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
                 raise ConfigError(f"data_loader.args.{key}: expected a number in [0, 1), got {value!r}")
@@ -75,20 +95,33 @@ class MovieLensDataLoader(BaseDataLoader):
         if (folder / release.ratings).is_file():
             return folder
         if not self.download:
-            raise DataError(f"{folder / release.ratings} not found and data_loader.args.download is false; "
-                            f"download {release.url} and unzip it into {self.data_dir.resolve()}")
-        return fetch_archive(release.url, self.data_dir, self.release, md5=release.md5,
-                             required_files=(release.ratings,), file_sha256=release.file_sha256)
+            raise DataError(
+                f"{folder / release.ratings} not found and data_loader.args.download is false; "
+                f"download {release.url} and unzip it into {self.data_dir.resolve()}"
+            )
+        return fetch_archive(
+            release.url,
+            self.data_dir,
+            self.release,
+            md5=release.md5,
+            required_files=(release.ratings,),
+            file_sha256=release.file_sha256,
+        )
 
     def load_dataset(self):
         folder = self.locate()
         release = RELEASES[self.release]
-        ratings = read_table(folder / release.ratings, release.sep, ("user", "item", "rating", "timestamp"),
-                             numeric=("user", "item", "rating", "timestamp"))
+        ratings = read_table(
+            folder / release.ratings,
+            release.sep,
+            ("user", "item", "rating", "timestamp"),
+            numeric=("user", "item", "rating", "timestamp"),
+        )
         kept = ratings[ratings["rating"] >= self.min_rating]
         if kept.empty:
-            raise DataError(f"no rating in {folder / release.ratings} is >= data_loader.args.min_rating "
-                            f"= {self.min_rating}")
+            raise DataError(
+                f"no rating in {folder / release.ratings} is >= data_loader.args.min_rating = {self.min_rating}"
+            )
         # Repeated (user, item) pairs count once; the latest is the one kept.
         kept = kept.sort_values("timestamp", kind="stable").drop_duplicates(["user", "item"], keep="last")
         user_ids, users = np.unique(kept["user"].to_numpy(np.int64), return_inverse=True)

@@ -1,4 +1,5 @@
 """Read delimited interaction files fast, and say exactly which line is wrong when one is."""
+
 import numpy as np
 import pandas as pd
 
@@ -16,8 +17,10 @@ def _describe_bad_line(path, sep, columns, numeric, skip_header, encoding):
                 continue
             fields = text.split(sep)
             if len(fields) != len(columns):
-                return (f"{path}:{number}: expected {len(columns)} fields separated by {sep!r} "
-                        f"({', '.join(columns)}), got {len(fields)}: {text[:80]!r}")
+                return (
+                    f"{path}:{number}: expected {len(columns)} fields separated by {sep!r} "
+                    f"({', '.join(columns)}), got {len(fields)}: {text[:80]!r}"
+                )
             for name, value in zip(columns, fields):
                 if name in numeric:
                     try:
@@ -35,9 +38,16 @@ def read_table(path, sep, columns, numeric=(), header=False, encoding="utf-8"):
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        frame = pd.read_csv(path, sep=sep, header=0 if header else None, names=list(columns),
-                            engine="python" if len(sep) > 1 else "c", encoding=encoding,
-                            dtype={c: np.float64 for c in numeric}, skip_blank_lines=True)
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            header=0 if header else None,
+            names=list(columns),
+            engine="python" if len(sep) > 1 else "c",
+            encoding=encoding,
+            dtype={c: np.float64 for c in numeric},
+            skip_blank_lines=True,
+        )
     except (ValueError, pd.errors.ParserError) as e:
         where = _describe_bad_line(path, sep, columns, numeric, header, encoding)
         raise DataError(where or f"{path}: cannot be read as {sep!r}-separated {', '.join(columns)}: {e}") from None

@@ -1,4 +1,5 @@
 """Python logging set up from logger/logger_config.json: console, plus a file in the run's log folder."""
+
 import json
 import logging
 import logging.config

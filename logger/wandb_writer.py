@@ -4,14 +4,24 @@ mode: 'online', 'offline' (default; works without network, `wandb sync` later) o
 The WANDB_MODE environment variable, when set, takes precedence over the config.
 wandb is imported only when a run is actually started.
 """
+
 import os
 
 from utils.errors import ConfigError
 
 
 class WandbWriter:
-    def __init__(self, config, log_dir, mode="offline", project="recsys-template", entity=None,
-                 run_name=None, run_id=None, enabled=True):
+    def __init__(
+        self,
+        config,
+        log_dir,
+        mode="offline",
+        project="recsys-template",
+        entity=None,
+        run_name=None,
+        run_id=None,
+        enabled=True,
+    ):
         mode = os.environ.get("WANDB_MODE") or mode
         self.run = None
         if not enabled or mode == "disabled":
@@ -20,8 +30,16 @@ class WandbWriter:
             raise ConfigError(f"wandb.mode / WANDB_MODE: expected online, offline or disabled, got {mode!r}")
         import wandb
 
-        self.run = wandb.init(project=project, entity=entity, name=run_name, config=config, dir=str(log_dir),
-                              mode=mode, id=run_id, resume="allow" if run_id else None)
+        self.run = wandb.init(
+            project=project,
+            entity=entity,
+            name=run_name,
+            config=config,
+            dir=str(log_dir),
+            mode=mode,
+            id=run_id,
+            resume="allow" if run_id else None,
+        )
 
     @property
     def run_id(self):

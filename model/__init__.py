@@ -1,4 +1,5 @@
 """Models: every BaseModel subclass in this folder, by class name. Losses and metrics by function name."""
+
 from base.base_model import BaseModel
 from model import loss, metric
 from utils.registry import discover, public_callables

@@ -3,6 +3,7 @@
 Shared by the graph models (NGCF, LightGCN). Nodes are numbered users first, then items:
 node u is user u, node n_users + i is item i.
 """
+
 import math
 import warnings
 
@@ -31,8 +32,7 @@ def normalized_adjacency(train, mode="symmetric"):
         adjacency = adjacency + sp.identity(adjacency.shape[0], dtype=np.float32, format="csr")
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     with np.errstate(divide="ignore"):
-        inv = np.where(degree > 0, 1.0 / degree, 0.0) if mode == "mean" else np.where(
-            degree > 0, degree ** -0.5, 0.0)
+        inv = np.where(degree > 0, 1.0 / degree, 0.0) if mode == "mean" else np.where(degree > 0, degree**-0.5, 0.0)
     if mode == "mean":
         matrix = sp.diags(inv) @ adjacency
     elif mode == "symmetric":
@@ -58,8 +58,8 @@ def keep_mask(shape, p, device=None):
     draw gives four 16-bit uniforms: about 3x cheaper than torch.rand for a dropout mask.
     """
     numel = math.prod(shape)
-    words = torch.randint(-2**63, 2**63 - 1, (-(-numel // 4),), dtype=torch.int64, device=device)
-    uniform16 = words.view(torch.int16)[:numel].view(shape)             # uniform on [-32768, 32767]
+    words = torch.randint(-(2**63), 2**63 - 1, (-(-numel // 4),), dtype=torch.int64, device=device)
+    uniform16 = words.view(torch.int16)[:numel].view(shape)  # uniform on [-32768, 32767]
     return uniform16 >= round(p * 65536) - 32768
 
 
@@ -96,14 +96,19 @@ class SparseGraph(nn.Module):
         matrix = matrix.tocsr()
         matrix.sort_indices()
         # Position of each entry of A^T in A's value array: transpose an array of positions.
-        positions = sp.csr_matrix((np.arange(matrix.nnz, dtype=np.float64), matrix.indices, matrix.indptr),
-                                  shape=matrix.shape)
+        positions = sp.csr_matrix(
+            (np.arange(matrix.nnz, dtype=np.float64), matrix.indices, matrix.indptr), shape=matrix.shape
+        )
         transposed = positions.T.tocsr()
         transposed.sort_indices()
         self.shape = matrix.shape
-        for name, array in (("crow", matrix.indptr), ("col", matrix.indices),
-                            ("crow_t", transposed.indptr), ("col_t", transposed.indices),
-                            ("perm_t", transposed.data)):
+        for name, array in (
+            ("crow", matrix.indptr),
+            ("col", matrix.indices),
+            ("crow_t", transposed.indptr),
+            ("col_t", transposed.indices),
+            ("perm_t", transposed.data),
+        ):
             self.register_buffer(name, torch.from_numpy(np.asarray(array, dtype=np.int64)), persistent=False)
         self.register_buffer("values", torch.from_numpy(matrix.data.astype(np.float32)), persistent=False)
         # A symmetric A (the normalised Laplacian) is its own transpose: no permutation needed.

@@ -4,6 +4,7 @@
 
 with L = D^-1/2 A D^-1/2. Regularised on the layer-0 embeddings, as the authors' code.
 """
+
 import torch
 import torch.nn as nn
 
@@ -30,25 +31,26 @@ class LightGCN(BaseModel):
         self.graph = SparseGraph(normalized_adjacency(dataset.train, "symmetric"))
         self._cache = None
 
-    def propagate(self):
-        """(n_users, d), (n_items, d): the mean of the layer embeddings."""
+    def final_embeddings(self):
+        """(N, d): the mean of the layer embeddings, N = n_users + n_items."""
         weights = None
         if self.training and self.edge_dropout > 0:
             weights = self.graph.dropout(self.edge_dropout)
-        ego = self.embedding.weight                                            # (N, d)
+        ego = self.embedding.weight  # (N, d)
         total = ego
         for _ in range(self.n_layers):
-            ego = self.graph(ego, weights)                                    # E^(l) = L E^(l-1)
+            ego = self.graph(ego, weights)  # E^(l) = L E^(l-1)
             total = total + ego
-        final = total / (self.n_layers + 1)
-        return final[: self.n_users], final[self.n_users:]
+        return total / (self.n_layers + 1)
+
+    def propagate(self):
+        """(n_users, d), (n_items, d)."""
+        final = self.final_embeddings()
+        return final[: self.n_users], final[self.n_users :]
 
     def forward(self, users, pos_items, neg_items):
-        user_all, item_all = self.propagate()
-        u = torch.index_select(user_all, 0, users)
-        p = torch.index_select(item_all, 0, pos_items)
-        n = torch.index_select(item_all, 0, neg_items)
-        nodes = torch.cat([users, self.n_users + pos_items, self.n_users + neg_items])
+        nodes = torch.cat([users, self.n_users + pos_items, self.n_users + neg_items])  # (3B,)
+        u, p, n = torch.index_select(self.final_embeddings(), 0, nodes).split(len(users))
         return {
             "pos_scores": (u * p).sum(dim=1),
             "neg_scores": (u * n).sum(dim=1),
@@ -62,7 +64,7 @@ class LightGCN(BaseModel):
             if self._cache is None:
                 self._cache = self.propagate()
             user_all, item_all = self._cache
-        return torch.index_select(user_all, 0, users) @ item_all.T             # (B, n_items)
+        return torch.index_select(user_all, 0, users) @ item_all.T  # (B, n_items)
 
     def train(self, mode=True):
         self._cache = None

@@ -1,4 +1,5 @@
 """Losses. Each takes the model's output dict and returns a scalar tensor."""
+
 import torch.nn.functional as F
 
 __all__ = ["bpr_loss"]

@@ -4,6 +4,7 @@ Each takes hits: (B, K) float, 1 where the item ranked r-th is held out for that
 n_relevant: (B,) the number of held-out items; it returns (B,) per-user values. The evaluation
 (trainer/evaluation.py) computes one top-K for the largest K and slices it for the others.
 """
+
 import torch
 
 __all__ = ["recall", "precision", "hit", "ndcg", "mrr"]

@@ -1,5 +1,5 @@
 """BPR matrix factorisation (Rendle et al., 2009): a user and an item embedding, scored by dot product."""
-import torch
+
 import torch.nn as nn
 
 from base.base_model import BaseModel
@@ -16,8 +16,8 @@ class MF(BaseModel):
         nn.init.normal_(self.item_embedding.weight, std=init_std)
 
     def forward(self, users, pos_items, neg_items):
-        u = self.user_embedding(users)                                          # (B, d)
-        p, n = self.item_embedding(pos_items), self.item_embedding(neg_items)   # (B, d)
+        u = self.user_embedding(users)  # (B, d)
+        p, n = self.item_embedding(pos_items), self.item_embedding(neg_items)  # (B, d)
         return {
             "pos_scores": (u * p).sum(dim=1),
             "neg_scores": (u * n).sum(dim=1),
@@ -25,4 +25,4 @@ class MF(BaseModel):
         }
 
     def full_scores(self, users):
-        return self.user_embedding(users) @ self.item_embedding.weight.T        # (B, n_items)
+        return self.user_embedding(users) @ self.item_embedding.weight.T  # (B, n_items)

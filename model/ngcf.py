@@ -8,6 +8,7 @@ The final representation concatenates every layer, e* = e^(0) || ... || e^(L), a
 of (u, i) is e_u*ᵀ e_i*. The defaults follow the paper; the options named below switch to
 what the authors' public code does instead (see ../shared/NGCF.md, and README.md).
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -34,19 +35,33 @@ class NGCF(BaseModel):
     l2_on: 'embedding' (paper: regularise e^(0) of the batch) or 'final' (public code: e*).
     """
 
-    def __init__(self, dataset, embed_dim=64, layers=(64, 64, 64), node_dropout=0.1, message_dropout=0.1,
-                 leaky_slope=0.2, adjacency="symmetric", activation="sum", normalize_layers=False,
-                 bias=False, l2_on="embedding"):
+    def __init__(
+        self,
+        dataset,
+        embed_dim=64,
+        layers=(64, 64, 64),
+        node_dropout=0.1,
+        message_dropout=0.1,
+        leaky_slope=0.2,
+        adjacency="symmetric",
+        activation="sum",
+        normalize_layers=False,
+        bias=False,
+        l2_on="embedding",
+    ):
         super().__init__()
-        for key, value, accepted in (("adjacency", adjacency, ADJACENCY_MODES),
-                                     ("activation", activation, ACTIVATIONS), ("l2_on", l2_on, L2_TARGETS)):
+        for key, value, accepted in (
+            ("adjacency", adjacency, ADJACENCY_MODES),
+            ("activation", activation, ACTIVATIONS),
+            ("l2_on", l2_on, L2_TARGETS),
+        ):
             if value not in accepted:
                 raise ConfigError(f"arch.args.{key}: expected one of {accepted}, got {value!r}")
         for key, value in (("node_dropout", node_dropout), ("message_dropout", message_dropout)):
             if not isinstance(value, (int, float)) or not 0 <= value < 1:
                 raise ConfigError(f"arch.args.{key}: expected a number in [0, 1), got {value!r}")
         if not isinstance(embed_dim, int) or embed_dim < 1 or not all(isinstance(n, int) and n > 0 for n in layers):
-            raise ConfigError(f"arch.args.embed_dim / layers: expected positive integers, got {embed_dim!r}, {layers!r}")
+            raise ConfigError(f"arch.args.embed_dim/layers: need positive integers, got {embed_dim!r} and {layers!r}")
         self.n_users, self.n_items = dataset.n_users, dataset.n_items
         self.adjacency, self.activation = adjacency, activation
         self.normalize_layers, self.l2_on = normalize_layers, l2_on
@@ -65,55 +80,60 @@ class NGCF(BaseModel):
         # Users and items as two tables, as the reference code initialises them (fan = rows + d).
         with torch.no_grad():
             nn.init.xavier_uniform_(self.embedding.weight[: self.n_users])
-            nn.init.xavier_uniform_(self.embedding.weight[self.n_users:])
+            nn.init.xavier_uniform_(self.embedding.weight[self.n_users :])
         for linear in (*self.w1, *self.w2):
             nn.init.xavier_uniform_(linear.weight)
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
 
-    def propagate(self):
-        """All nodes' final representations: (n_users, D), (n_items, D), D = embed_dim + sum(layers)."""
-        ego = self.embedding.weight                                          # (N, d0)
+    def layers(self):
+        """[E^(0), E^(1), ..., E^(L)], each (N, d_l), N = n_users + n_items (eq. 7 per layer)."""
+        ego = self.embedding.weight  # (N, d0)
         weights = None  # node dropout: one draw per step, shared by the layers
         if self.training and self.node_dropout > 0:
             weights = self.graph.dropout(self.node_dropout)
         outputs = [ego]
         for w1, w2 in zip(self.w1, self.w2):
-            side = self.graph(ego, weights)                                  # (N, d) = L E
-            first = side + ego if self.adjacency == "symmetric" else side    # (L + I) E; 'mean' has I inside
-            second = side * ego                                              # (L E) ⊙ E
+            side = self.graph(ego, weights)  # (N, d) = L E
+            first = side + ego if self.adjacency == "symmetric" else side  # (L + I) E; 'mean' has I inside
+            second = side * ego  # (L E) ⊙ E
             if self.activation == "sum":
-                # eq. 7 as one product: [first | second] @ [W1; W2]
-                weight = torch.cat([w1.weight, w2.weight], dim=1)            # (d_out, 2 d_in)
-                bias = None if w1.bias is None else w1.bias + w2.bias
-                ego = F.leaky_relu(F.linear(torch.cat([first, second], dim=1), weight, bias), self.leaky_slope)
+                # eq. 7: first W1 + second W2, the second product accumulated into the first (addmm)
+                summed = F.linear(first, w1.weight, None if w1.bias is None else w1.bias + w2.bias)
+                summed = torch.addmm(summed, second, w2.weight.T)  # (N, d_out)
+                ego = F.leaky_relu(summed, self.leaky_slope, inplace=True)
             else:
                 ego = F.leaky_relu(w1(first), self.leaky_slope) + F.leaky_relu(w2(second), self.leaky_slope)
-            ego = self._message_dropout(ego)                                 # (N, d_out)
+            ego = self._message_dropout(ego)  # (N, d_out)
             outputs.append(F.normalize(ego, dim=1) if self.normalize_layers else ego)
-        final = torch.cat(outputs, dim=1)                                    # (N, D)
-        return final[: self.n_users], final[self.n_users:]
+        return outputs
+
+    def propagate(self):
+        """All nodes' final representations e* = e^(0) || ... || e^(L): (n_users, D), (n_items, D)."""
+        final = torch.cat(self.layers(), dim=1)  # (N, D)
+        return final[: self.n_users], final[self.n_users :]
 
     def _message_dropout(self, x):
         """Standard (inverted) dropout, with a mask from `keep_mask` (cheaper than bernoulli_ on CPU)."""
         if not self.training or self.message_dropout == 0:
             return x
-        return x * keep_mask(x.shape, self.message_dropout, x.device) / (1.0 - self.message_dropout)
+        keep = keep_mask(x.shape, self.message_dropout, x.device)
+        scale = keep.to(x.dtype).mul_(1.0 / (1.0 - self.message_dropout))
+        return x * scale  # one product forward, one backward
 
     def forward(self, users, pos_items, neg_items):
-        user_all, item_all = self.propagate()
-        # index_select: a gather whose backward is index_add, much cheaper on CPU than x[idx]
-        u, p, n = (torch.index_select(t, 0, i) for t, i in ((user_all, users), (item_all, pos_items),
-                                                              (item_all, neg_items)))  # (B, D) each
-        if self.l2_on == "embedding":
-            nodes = torch.cat([users, self.n_users + pos_items, self.n_users + neg_items])
-            reg = (torch.index_select(self.embedding.weight, 0, nodes),)
-        else:
-            reg = (u, p, n)
+        # Only the batch's rows of e* are needed: gather them from each layer with one index, so the
+        # backward scatters into (N, d_l) once per layer instead of building dense (N, D) gradients.
+        nodes = torch.cat([users, self.n_users + pos_items, self.n_users + neg_items])  # (3B,)
+        layers = self.layers()
+        rows = torch.cat([torch.index_select(layer, 0, nodes) for layer in layers], dim=1)  # (3B, D)
+        u, p, n = rows.split(len(users))  # (B, D) each
+        # the paper regularises e^(0) of the batch, which is the first d0 columns of the rows
+        reg = rows[:, : layers[0].shape[1]] if self.l2_on == "embedding" else rows
         return {
-            "pos_scores": (u * p).sum(dim=1),                                # (B,)
-            "neg_scores": (u * n).sum(dim=1),                                # (B,)
-            "l2": sum(x.pow(2).sum() for x in reg) / 2,
+            "pos_scores": (u * p).sum(dim=1),  # (B,)
+            "neg_scores": (u * n).sum(dim=1),  # (B,)
+            "l2": reg.pow(2).sum() / 2,
         }
 
     def full_scores(self, users):
@@ -123,7 +143,7 @@ class NGCF(BaseModel):
             if self._cache is None:
                 self._cache = self.propagate()
             user_all, item_all = self._cache
-        return torch.index_select(user_all, 0, users) @ item_all.T          # (B, n_items)
+        return torch.index_select(user_all, 0, users) @ item_all.T  # (B, n_items)
 
     def train(self, mode=True):
         self._cache = None

@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny MovieLens-layout data set, configs, and running the real scripts."""
+
 import copy
 import json
 import os
@@ -22,10 +23,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "movielens" in item.keywords or "gowalla" in item.keywords:
             if os.environ.get("CI"):
-                raise pytest.UsageError(f"CI=true but the real data is not at {SHARED_DATA}; "
-                                        "set RECSYS_SHARED_DATA")
-            item.add_marker(pytest.mark.skip(reason=f"real data not found at {SHARED_DATA} "
-                                                    "(set RECSYS_SHARED_DATA)"))
+                raise pytest.UsageError(f"CI=true but the real data is not at {SHARED_DATA}; set RECSYS_SHARED_DATA")
+            item.add_marker(pytest.mark.skip(reason=f"real data not found at {SHARED_DATA} (set RECSYS_SHARED_DATA)"))
 
 
 def write_movielens_100k(folder, n_users=60, n_items=80, seed=0):
@@ -84,8 +83,9 @@ def write_config(path, config):
 def run_script(*args, cwd=ROOT, timeout=600):
     """Run train.py / test.py as a user would; returns the CompletedProcess."""
     env = dict(os.environ, WANDB_MODE=os.environ.get("TEST_WANDB_MODE", "disabled"), PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def read_jsonl(path):

@@ -1,10 +1,11 @@
 """Config parsing, overrides, and the one-line errors a user gets for bad input."""
+
 import argparse
 import json
 
 import pytest
-
 from conftest import load_default_config, run_script, tiny_config, write_config
+
 from utils.errors import ConfigError
 from utils.parse_config import ConfigParser, apply_override, parse_set_option, validate
 
@@ -18,8 +19,14 @@ def args(**kw):
 def test_default_config_is_valid_and_spells_out_every_contract_key():
     config = load_default_config()
     validate(config)
-    for key in ("data_loader.args.valid_fraction", "arch.args.node_dropout", "arch.args.message_dropout",
-                "trainer.early_stop", "wandb.mode", "data_loader.args.sampling"):
+    for key in (
+        "data_loader.args.valid_fraction",
+        "arch.args.node_dropout",
+        "arch.args.message_dropout",
+        "trainer.early_stop",
+        "wandb.mode",
+        "data_loader.args.sampling",
+    ):
         node = config
         for part in key.split("."):
             node = node[part]
@@ -27,9 +34,21 @@ def test_default_config_is_valid_and_spells_out_every_contract_key():
 
 def test_overrides_and_shortcuts(tmp_path):
     path = write_config(tmp_path / "c.json", load_default_config())
-    config = ConfigParser.from_args(args(config=str(path), lr=0.01, bs=512, epochs=3, run_id="x",
-                                         set=["arch.args.layers=[32,32]", "data_loader.args.data_dir=/data",
-                                              "arch.args.layers.0=16", "optimizer.args.lr=1"]))
+    config = ConfigParser.from_args(
+        args(
+            config=str(path),
+            lr=0.01,
+            bs=512,
+            epochs=3,
+            run_id="x",
+            set=[
+                "arch.args.layers=[32,32]",
+                "data_loader.args.data_dir=/data",
+                "arch.args.layers.0=16",
+                "optimizer.args.lr=1",
+            ],
+        )
+    )
     assert config["optimizer"]["args"]["lr"] == 1  # --set comes after the shortcut
     assert config["data_loader"]["args"]["batch_size"] == 512
     assert config["trainer"]["epochs"] == 3
@@ -39,28 +58,34 @@ def test_overrides_and_shortcuts(tmp_path):
     assert not config.save_dir.exists()  # parsing creates nothing
 
 
-@pytest.mark.parametrize("override,message", [
-    ("trainer.epoch=3", "the config has no key 'trainer.epoch'"),
-    ("optimizer.args.lr=fast", 'expected a number like the config\'s 0.0005, got "fast"'),
-    ("trainer.epochs=2.5", "expected an integer"),
-    ("arch.args.layers=64", "expected a list"),
-    ("nonsense", "expected KEY=VALUE"),
-    ("trainer.epochs=0", "trainer.epochs: expected an integer >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("trainer.epoch=3", "the config has no key 'trainer.epoch'"),
+        ("optimizer.args.lr=fast", 'expected a number like the config\'s 0.0005, got "fast"'),
+        ("trainer.epochs=2.5", "expected an integer"),
+        ("arch.args.layers=64", "expected a list"),
+        ("nonsense", "expected KEY=VALUE"),
+        ("trainer.epochs=0", "trainer.epochs: expected an integer >= 1, got 0"),
+    ],
+)
 def test_bad_overrides(tmp_path, override, message):
     path = write_config(tmp_path / "c.json", load_default_config())
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         ConfigParser.from_args(args(config=str(path), set=[override]))
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda c: c.pop("seed"), "seed: missing"),
-    (lambda c: c.update(extra=1), r"unknown top-level key\(s\) \['extra'\]"),
-    (lambda c: c["trainer"].update(monitor="max val_recall@50"), "'val_recall@50' is not computed"),
-    (lambda c: c.update(metrics=["recall@0"]), "K >= 1"),
-    (lambda c: c["data_loader"]["args"].update(batch_size=-1), "batch_size: expected a positive integer"),
-    (lambda c: c["wandb"].update(mode="loud"), "wandb.mode: expected one of online, offline, disabled"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda c: c.pop("seed"), "seed: missing"),
+        (lambda c: c.update(extra=1), r"unknown top-level key\(s\) \['extra'\]"),
+        (lambda c: c["trainer"].update(monitor="max val_recall@50"), "'val_recall@50' is not computed"),
+        (lambda c: c.update(metrics=["recall@0"]), "K >= 1"),
+        (lambda c: c["data_loader"]["args"].update(batch_size=-1), "batch_size: expected a positive integer"),
+        (lambda c: c["wandb"].update(mode="loud"), "wandb.mode: expected one of online, offline, disabled"),
+    ],
+)
 def test_invalid_configs(change, message):
     config = load_default_config()
     change(config)

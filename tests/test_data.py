@@ -1,10 +1,11 @@
 """Splits, the BPR sampler and the MovieLens loader."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import SHARED_DATA
 
 from base.interactions import to_csr
-from conftest import SHARED_DATA
 from data_loader.movielens import MovieLensDataLoader
 from utils.errors import ConfigError, DataError
 from utils.sampler import BPRSampler

@@ -1,19 +1,32 @@
 """The same train.py under torchrun (DistributedDataParallel, gloo on CPU) with 2 processes."""
+
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, read_jsonl, run_script, tiny_config, write_config
 
 
 def torchrun(*args):
     env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           "--standalone", "train.py", *map(str, args)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--standalone",
+            "train.py",
+            *map(str, args),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
@@ -24,11 +37,18 @@ def test_two_processes_train_evaluate_and_resume_like_one(tmp_path, tiny_data):
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "saved" / "models" / config["name"] / "ddp"
     # one set of files, written by rank 0 only
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-epoch1.pth", "checkpoint-epoch2.pth",
-                                                     "checkpoint-epoch3.pth", "config.json", "metrics.jsonl",
-                                                     "model_best.pth"]
-    assert list((tmp_path / "saved" / "log").rglob("*.log")) == [tmp_path / "saved" / "log" / config["name"] /
-                                                                "ddp" / "info.log"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint-epoch1.pth",
+        "checkpoint-epoch2.pth",
+        "checkpoint-epoch3.pth",
+        "config.json",
+        "curves.png",
+        "metrics.jsonl",
+        "model_best.pth",
+    ]
+    assert list((tmp_path / "saved" / "log").rglob("*.log")) == [
+        tmp_path / "saved" / "log" / config["name"] / "ddp" / "info.log"
+    ]
     history = read_jsonl(run / "metrics.jsonl")
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert "processes: 2" in result.stdout

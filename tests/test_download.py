@@ -1,4 +1,5 @@
 """The download path, against a local HTTP server serving zips built here (127.0.0.1 only)."""
+
 import hashlib
 import io
 import threading
@@ -6,8 +7,8 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from conftest import SHARED_DATA, write_movielens_100k
+
 from data_loader import movielens
 from data_loader.download import fetch_archive
 from data_loader.movielens import MovieLensDataLoader
@@ -58,8 +59,9 @@ def test_download_verifies_and_extracts(tmp_path, server):
     archive = make_zip(write_movielens_100k(tmp_path / "src"))
     routes["/ml-100k.zip"] = archive
     dest = tmp_path / "data"
-    folder = fetch_archive(f"{base}/ml-100k.zip", dest, "ml-100k", md5=hashlib.md5(archive).hexdigest(),
-                           required_files=("u.data",))
+    folder = fetch_archive(
+        f"{base}/ml-100k.zip", dest, "ml-100k", md5=hashlib.md5(archive).hexdigest(), required_files=("u.data",)
+    )
     assert (folder / "u.data").read_bytes() == (tmp_path / "src" / "ml-100k" / "u.data").read_bytes()
     assert leftovers(dest) == ["ml-100k"]  # no temporary files left
 
@@ -96,8 +98,9 @@ def test_not_a_zip_and_missing_files(tmp_path, server):
 
 def test_unreachable_server_says_what_to_do(tmp_path):
     with pytest.raises(DataError, match=r"could not download .*unzip it into"):
-        fetch_archive("http://127.0.0.1:9/ml-100k.zip", tmp_path / "data", "ml-100k",
-                      required_files=("u.data",), timeout=2)
+        fetch_archive(
+            "http://127.0.0.1:9/ml-100k.zip", tmp_path / "data", "ml-100k", required_files=("u.data",), timeout=2
+        )
 
 
 @pytest.mark.movielens
@@ -108,8 +111,16 @@ def test_movielens_loader_downloads_the_release_when_missing(tmp_path, server, m
     archive = make_zip(SHARED_DATA / "ml-100k")
     routes["/ml-100k.zip"] = archive
     release = movielens.RELEASES["ml-100k"]
-    monkeypatch.setitem(movielens.RELEASES, "ml-100k", release.__class__(
-        url=f"{base}/ml-100k.zip", md5=hashlib.md5(archive).hexdigest(), ratings=release.ratings,
-        sep=release.sep, file_sha256=release.file_sha256))
+    monkeypatch.setitem(
+        movielens.RELEASES,
+        "ml-100k",
+        release.__class__(
+            url=f"{base}/ml-100k.zip",
+            md5=hashlib.md5(archive).hexdigest(),
+            ratings=release.ratings,
+            sep=release.sep,
+            file_sha256=release.file_sha256,
+        ),
+    )
     loader = MovieLensDataLoader(data_dir=str(tmp_path / "data"), download=True)
     assert loader.dataset.n_users == 943 and (tmp_path / "data" / "ml-100k" / "u.item").is_file()

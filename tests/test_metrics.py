@@ -1,4 +1,5 @@
 """Ranking metrics and the full-ranking evaluation, against hand-computed and plain per-user results."""
+
 import math
 
 import numpy as np
@@ -25,13 +26,13 @@ def test_hand_computed_ranking():
     # more relevant items than K: IDCG is K hits at the top
     hits = torch.tensor([[0.0, 1.0]])
     assert METRICS["ndcg"](hits, torch.tensor([5.0])).item() == pytest.approx(
-        (1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+        (1 / math.log2(3)) / (1 + 1 / math.log2(3))
+    )
     assert METRICS["mrr"](hits, torch.tensor([5.0])).item() == pytest.approx(0.5)
 
 
 def test_ranking_excludes_seen_items_and_finds_heldout():
-    scores = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5],
-                           [0.1, 0.2, 0.3, 0.4, 0.5]])
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5], [0.1, 0.2, 0.3, 0.4, 0.5]])
     exclude = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=np.float32))
     heldout = sp.csr_matrix(np.array([[0, 0, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=np.float32))
     hits, n_rel = ranking_hits(scores.clone(), heldout, exclude, k=3)
@@ -79,8 +80,7 @@ def test_vectorised_equals_plain(k):
 
 
 def test_metric_names_are_checked():
-    assert [(n, k) for n, _, k in parse_metrics(["recall@20", "ndcg@5"], METRICS)] == [("recall@20", 20),
-                                                                                        ("ndcg@5", 5)]
+    assert [(n, k) for n, _, k in parse_metrics(["recall@20", "ndcg@5"], METRICS)] == [("recall@20", 20), ("ndcg@5", 5)]
     with pytest.raises(ConfigError, match="unknown metric 'recal'.*available: hit, mrr, ndcg"):
         parse_metrics(["recal@20"], METRICS)
     with pytest.raises(ConfigError, match="K >= 1"):

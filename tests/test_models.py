@@ -1,18 +1,19 @@
 """The reference models (LightGCN, MF, Pop), the benchmark-format loader, and every shipped config."""
+
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, SHARED_DATA, read_jsonl, run_script
+from test_ngcf import small_dataset
+
 from data_loader.benchmark import BenchmarkDataLoader
 from model.graph import normalized_adjacency
 from model.lightgcn import LightGCN
 from model.mf import MF
 from model.pop import Pop
-from test_ngcf import small_dataset
 from utils.errors import DataError
 
 
@@ -25,7 +26,7 @@ def test_lightgcn_is_the_mean_of_powers_of_the_laplacian():
     users, items = model.propagate()
     torch.testing.assert_close(torch.cat([users, items]), expected, rtol=1e-5, atol=1e-6)
     scores = model.full_scores(torch.arange(ds.n_users))
-    torch.testing.assert_close(scores, expected[: ds.n_users] @ expected[ds.n_users:].T, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(scores, expected[: ds.n_users] @ expected[ds.n_users :].T, rtol=1e-4, atol=1e-6)
 
 
 def test_mf_scores_are_dot_products():
@@ -76,12 +77,25 @@ def test_benchmark_loader_errors(tmp_path):
         BenchmarkDataLoader(str(tmp_path / "nowhere"))
 
 
-@pytest.mark.parametrize("name", ["config.json", "configs/lightgcn_ml100k.json", "configs/mf_ml100k.json",
-                                  "configs/pop_ml100k.json"])
+@pytest.mark.parametrize(
+    "name", ["config.json", "configs/lightgcn_ml100k.json", "configs/mf_ml100k.json", "configs/pop_ml100k.json"]
+)
 def test_each_shipped_movielens_config_trains_one_epoch(tmp_path, tiny_data, name):
-    result = run_script("train.py", "-c", ROOT / name, "--epochs", "1", "--run-id", "t",
-                        "--set", f"data_loader.args.data_dir={tiny_data}", "--set", f"trainer.save_dir={tmp_path}",
-                        "--set", "arch.args.embed_dim=8" if "pop" not in name else "seed=1")
+    result = run_script(
+        "train.py",
+        "-c",
+        ROOT / name,
+        "--epochs",
+        "1",
+        "--run-id",
+        "t",
+        "--set",
+        f"data_loader.args.data_dir={tiny_data}",
+        "--set",
+        f"trainer.save_dir={tmp_path}",
+        "--set",
+        "arch.args.embed_dim=8" if "pop" not in name else "seed=1",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((ROOT / name).read_text())
     run = tmp_path / "models" / config["name"] / "t"
@@ -96,11 +110,24 @@ def test_gowalla_configs_train_and_evaluate_the_last_epoch(tmp_path, name):
     says monitoring is off and model_best.pth is the last epoch."""
     rng = np.random.default_rng(1)
     lines = [" ".join(map(str, [u, *sorted(rng.choice(40, 10, replace=False))])) for u in range(25)]
-    tests = [" ".join(map(str, [u, *sorted(set(rng.choice(40, 3)) - set(map(int, lines[u].split()[1:])))]))
-             for u in range(25)]
+    tests = [
+        " ".join(map(str, [u, *sorted(set(rng.choice(40, 3)) - set(map(int, lines[u].split()[1:])))]))
+        for u in range(25)
+    ]
     folder = write_benchmark(tmp_path / "gowalla", lines, [t for t in tests if len(t.split()) > 1])
-    result = run_script("train.py", "-c", ROOT / "configs" / f"{name}.json", "--epochs", "2", "--run-id", "t",
-                        "--set", f"data_loader.args.data_dir={folder}", "--set", f"trainer.save_dir={tmp_path}")
+    result = run_script(
+        "train.py",
+        "-c",
+        ROOT / "configs" / f"{name}.json",
+        "--epochs",
+        "2",
+        "--run-id",
+        "t",
+        "--set",
+        f"data_loader.args.data_dir={folder}",
+        "--set",
+        f"trainer.save_dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "monitoring and early stopping are off" in result.stdout
     config = json.loads((ROOT / "configs" / f"{name}.json").read_text())

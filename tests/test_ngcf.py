@@ -1,4 +1,5 @@
 """NGCF is the paper's model: eq. 7 equals eq. 5-6, the Laplacian is right, dropouts behave."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -15,13 +16,14 @@ def small_dataset(n_users=12, n_items=15, seed=0, empty_user=True, empty_item=Tr
     rng = np.random.default_rng(seed)
     dense = rng.random((n_users, n_items)) < 0.3
     if empty_user:
-        dense[0] = False        # a user without training interactions
+        dense[0] = False  # a user without training interactions
     if empty_item:
-        dense[:, -1] = False    # an item nobody has
+        dense[:, -1] = False  # an item nobody has
     users, items = np.nonzero(dense)
     empty = sp.csr_matrix((n_users, n_items), dtype=np.float32)
-    return Interactions(n_users, n_items, to_csr(users, items, n_users, n_items), empty, empty,
-                        np.arange(n_users), np.arange(n_items))
+    return Interactions(
+        n_users, n_items, to_csr(users, items, n_users, n_items), empty, empty, np.arange(n_users), np.arange(n_items)
+    )
 
 
 def test_laplacian_entries_symmetry_and_empty_rows():
@@ -71,7 +73,7 @@ def test_keep_mask_rate_and_independence():
     torch.manual_seed(0)
     mask = keep_mask((1000, 1000), 0.1)
     assert mask.shape == (1000, 1000) and mask.dtype == torch.bool
-    assert abs(mask.float().mean().item() - 0.9) < 0.002          # 4 sigma ~ 0.0012
+    assert abs(mask.float().mean().item() - 0.9) < 0.002  # 4 sigma ~ 0.0012
     # neighbours come from the same 64-bit word: they must still be independent
     both = (mask[:, :-1] & mask[:, 1:]).float().mean().item()
     assert abs(both - 0.81) < 0.003
@@ -82,19 +84,20 @@ def per_node_propagation(model, ds):
     """Eq. 5-6 literally: for each node, its self message plus its neighbours' messages."""
     r = ds.train.toarray()
     n_u, n_i = ds.n_users, ds.n_items
-    neighbours = [list(n_u + np.flatnonzero(r[u])) for u in range(n_u)] + [list(np.flatnonzero(r[:, i]))
-                                                                           for i in range(n_i)]
+    neighbours = [list(n_u + np.flatnonzero(r[u])) for u in range(n_u)] + [
+        list(np.flatnonzero(r[:, i])) for i in range(n_i)
+    ]
     ego = model.embedding.weight.detach()
     outputs = [ego]
     for w1, w2 in zip(model.w1, model.w2):
         new = []
         for node in range(n_u + n_i):
             e_u = ego[node]
-            message = w1(e_u)                                              # m_{u<-u} = W1 e_u
+            message = w1(e_u)  # m_{u<-u} = W1 e_u
             for other in neighbours[node]:
                 norm = 1 / np.sqrt(len(neighbours[node]) * len(neighbours[other]))
                 e_i = ego[other]
-                message = message + norm * (w1(e_i) + w2(e_i * e_u))      # m_{u<-i}
+                message = message + norm * (w1(e_i) + w2(e_i * e_u))  # m_{u<-i}
             new.append(F.leaky_relu(message, 0.2))
         ego = torch.stack(new)
         outputs.append(ego)
@@ -140,8 +143,9 @@ def test_dropouts_are_on_in_training_and_off_in_eval():
     torch.testing.assert_close(no_dropout.full_scores(users), model.full_scores(users))
 
 
-@pytest.mark.parametrize("option,value", [("adjacency", "mean"), ("activation", "separate"),
-                                          ("normalize_layers", True), ("bias", True)])
+@pytest.mark.parametrize(
+    "option,value", [("adjacency", "mean"), ("activation", "separate"), ("normalize_layers", True), ("bias", True)]
+)
 def test_each_public_code_option_changes_the_output(option, value):
     ds = small_dataset()
     torch.manual_seed(0)
@@ -163,8 +167,9 @@ def test_l2_on_embedding_vs_final_and_the_bpr_loss():
     users, pos, neg = torch.tensor([1, 2]), torch.tensor([0, 3]), torch.tensor([4, 5])
     out = model(users, pos, neg)
     table = model.embedding.weight
-    expected = (table[users].pow(2).sum() + table[ds.n_users + pos].pow(2).sum()
-                + table[ds.n_users + neg].pow(2).sum()) / 2
+    expected = (
+        table[users].pow(2).sum() + table[ds.n_users + pos].pow(2).sum() + table[ds.n_users + neg].pow(2).sum()
+    ) / 2
     torch.testing.assert_close(out["l2"], expected)
     final = NGCF(ds, embed_dim=8, layers=[8, 8], node_dropout=0.0, message_dropout=0.0, l2_on="final")
     final.load_state_dict(model.state_dict())

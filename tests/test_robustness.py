@@ -1,4 +1,5 @@
 """Nothing lost: interrupts, kills mid-write, NaN losses, bad checkpoints, hostile config input."""
+
 import json
 import signal
 import subprocess
@@ -8,10 +9,10 @@ import time
 
 import pytest
 import torch
+from conftest import ROOT, load_default_config, run_script, tiny_config, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, load_default_config, run_script, tiny_config, write_config
 from utils.checkpoint import load_checkpoint
 from utils.errors import CheckpointError, ConfigError
 from utils.parse_config import apply_override, parse_set_option, validate
@@ -21,9 +22,14 @@ def test_sigint_saves_the_last_finished_epoch_and_resume_is_exact(tmp_path, tiny
     config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=200, trainer__save_period=1000)
     path = write_config(tmp_path / "c.json", config)
     run = tmp_path / "saved" / "models" / config["name"] / "int"
-    process = subprocess.Popen([sys.executable, "train.py", "-c", str(path), "--run-id", "int"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**__import__("os").environ, "WANDB_MODE": "disabled"})
+    process = subprocess.Popen(
+        [sys.executable, "train.py", "-c", str(path), "--run-id", "int"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "WANDB_MODE": "disabled"},
+    )
     deadline = time.time() + 120
     while time.time() < deadline:  # wait for a few finished epochs
         metrics = run / "metrics.jsonl"
@@ -87,8 +93,9 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_best(tmp_path, tiny_d
     from utils.parse_config import ConfigParser
 
     config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=3)
-    parsed = ConfigParser.from_args(argparse.Namespace(config=str(write_config(tmp_path / "c.json", config)),
-                                                       resume=None, run_id="nan", set=None))
+    parsed = ConfigParser.from_args(
+        argparse.Namespace(config=str(write_config(tmp_path / "c.json", config)), resume=None, run_id="nan", set=None)
+    )
     parsed.make_run_dirs()
     data = MovieLensDataLoader(**config["data_loader"]["args"])
     model = NGCF(data.dataset, embed_dim=8, layers=[8])
@@ -99,9 +106,16 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_best(tmp_path, tiny_d
         loss = bpr_loss(output)
         return loss * float("nan") if calls["n"] > len(data) + 1 else loss  # epoch 2, batch 1
 
-    trainer = Trainer(model, poisoned, parse_metrics(["recall@20"], METRICS),
-                      torch.optim.Adam(model.parameters()), parsed, torch.device("cpu"), data_loader=data,
-                      valid_data_loader=data.split_validation())
+    trainer = Trainer(
+        model,
+        poisoned,
+        parse_metrics(["recall@20"], METRICS),
+        torch.optim.Adam(model.parameters()),
+        parsed,
+        torch.device("cpu"),
+        data_loader=data,
+        valid_data_loader=data.split_validation(),
+    )
     with pytest.raises(TrainingError, match="epoch 2, batch 1: the loss is nan"):
         trainer.train()
     best = load_checkpoint(parsed.save_dir / "model_best.pth")
@@ -138,16 +152,36 @@ def test_resume_latest_and_unwritable_save_dir(tmp_path, tiny_data):
     assert result.returncode == 2 and "trainer.save_dir: cannot write the run folder" in result.stderr
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
-                           max_leaves=5)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=5,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(key=st.sampled_from(["optimizer.args.lr", "trainer.epochs", "arch.args.layers", "metrics", "name",
-                            "trainer.monitor", "data_loader.args.batch_size", "wandb.mode", "seed",
-                            "trainer.early_stop", "arch.args.layers.0", "nope", "trainer", ""]) | st.text(),
-       value=json_values)
+@given(
+    key=st.sampled_from(
+        [
+            "optimizer.args.lr",
+            "trainer.epochs",
+            "arch.args.layers",
+            "metrics",
+            "name",
+            "trainer.monitor",
+            "data_loader.args.batch_size",
+            "wandb.mode",
+            "seed",
+            "trainer.early_stop",
+            "arch.args.layers.0",
+            "nope",
+            "trainer",
+            "",
+        ]
+    )
+    | st.text(),
+    value=json_values,
+)
 def test_fuzz_overrides_either_apply_cleanly_or_raise_config_error(key, value):
     config = load_default_config()
     try:

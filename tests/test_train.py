@@ -1,10 +1,10 @@
 """The real train.py / test.py, as a user runs them, on a tiny data set and on MovieLens-100K."""
+
 import json
 
 import pandas as pd
 import pytest
 import torch
-
 from conftest import SHARED_DATA, read_jsonl, run_script, tiny_config, write_config
 
 
@@ -19,8 +19,15 @@ def test_train_writes_the_run_folder_and_test_reproduces_validation(tmp_path, ti
     config = tiny_config(tiny_data, tmp_path / "saved")
     train(tmp_path, config, "--run-id", "tiny")
     run = tmp_path / "saved" / "models" / config["name"] / "tiny"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-epoch1.pth", "checkpoint-epoch2.pth",
-                                                     "config.json", "metrics.jsonl", "model_best.pth"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint-epoch1.pth",
+        "checkpoint-epoch2.pth",
+        "config.json",
+        "curves.png",
+        "metrics.jsonl",
+        "model_best.pth",
+    ]
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((run / "config.json").read_text()) == config
     assert (tmp_path / "saved" / "log" / config["name"] / "tiny" / "info.log").is_file()
     history = read_jsonl(run / "metrics.jsonl")
@@ -55,8 +62,8 @@ def test_train_writes_the_run_folder_and_test_reproduces_validation(tmp_path, ti
 
 def test_recommendations_never_include_training_items(tmp_path, tiny_data):
     from data_loader.movielens import MovieLensDataLoader
-    from test import export_topk
     from model.ngcf import NGCF
+    from test import export_topk
 
     loader = MovieLensDataLoader(data_dir=str(tiny_data), download=False)
     ds = loader.dataset

@@ -3,6 +3,7 @@
 For each user: score all items, rank out the items the user is known to have, take the top K
 and compare with the held-out items. One top-K for the largest K serves every metric.
 """
+
 import torch
 
 from utils.distributed import all_reduce_sum
@@ -16,8 +17,10 @@ def parse_metrics(names, metric_fns):
     for i, name in enumerate(names):
         base, k = parse_metric_name(name, where=f"metrics[{i}]")
         if base not in metric_fns:
-            raise ConfigError(f"metrics[{i}]: unknown metric '{base}' in '{name}' "
-                              f"(available: {', '.join(sorted(metric_fns))}, each as name@K)")
+            raise ConfigError(
+                f"metrics[{i}]: unknown metric '{base}' in '{name}' "
+                f"(available: {', '.join(sorted(metric_fns))}, each as name@K)"
+            )
         parsed.append((name, metric_fns[base], k))
     return parsed
 
@@ -39,10 +42,10 @@ def ranking_hits(scores, heldout, exclude, k):
     n_items = scores.shape[1]
     row, col = _csr_rows_to_torch(exclude, device)
     scores[row, col] = float("-inf")
-    top = scores.topk(min(k, n_items), dim=1).indices                        # (B, k')
+    top = scores.topk(min(k, n_items), dim=1).indices  # (B, k')
     # Held-out (row, item) pairs as sorted keys row * n_items + item; a hit is a key found.
     row, col = _csr_rows_to_torch(heldout, device)
-    keys = row * n_items + col                                                 # sorted: CSR order
+    keys = row * n_items + col  # sorted: CSR order
     query = torch.arange(top.shape[0], device=device).unsqueeze(1) * n_items + top
     found = torch.searchsorted(keys, query).clamp(max=max(keys.numel() - 1, 0))
     hits = (keys[found] == query).to(scores.dtype) if keys.numel() else torch.zeros_like(query, dtype=scores.dtype)
@@ -59,7 +62,7 @@ def evaluate_sums(model, loader, metrics, device):
     sums = torch.zeros(len(metrics), dtype=torch.float64, device=device)
     count = 0
     for users, heldout, exclude in loader:
-        scores = model.full_scores(torch.from_numpy(users).to(device))       # (B, n_items)
+        scores = model.full_scores(torch.from_numpy(users).to(device))  # (B, n_items)
         hits, n_relevant = ranking_hits(scores.float(), heldout, exclude, k_max)
         for j, (_, fn, k) in enumerate(metrics):
             sums[j] += fn(hits[:, :k], n_relevant).sum().double()

@@ -1,4 +1,5 @@
 """The BPR recommender trainer: sampled triples per step, full-ranking validation per eval epoch."""
+
 import math
 
 import torch
@@ -16,8 +17,20 @@ class Trainer(BaseTrainer):
     A model without trainable parameters (e.g. a popularity ranking) is evaluated, never stepped.
     """
 
-    def __init__(self, model, criterion, metric_ftns, optimizer, config, device, data_loader,
-                 valid_data_loader=None, lr_scheduler=None, writer=None, checkpoint=None):
+    def __init__(
+        self,
+        model,
+        criterion,
+        metric_ftns,
+        optimizer,
+        config,
+        device,
+        data_loader,
+        valid_data_loader=None,
+        lr_scheduler=None,
+        writer=None,
+        checkpoint=None,
+    ):
         super().__init__(model, criterion, metric_ftns, optimizer, config, device, lr_scheduler, writer, checkpoint)
         self.data_loader, self.valid_data_loader = data_loader, valid_data_loader
         if valid_data_loader is None:
@@ -35,19 +48,31 @@ class Trainer(BaseTrainer):
         self.model.train()
         total, steps = 0.0, 0
         if self.trainable:
-            bar = tqdm(self.data_loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True, mininterval=0.5,
-                       disable=None if self.is_main else True)
+            bar = tqdm(
+                self.data_loader,
+                desc=f"epoch {epoch}",
+                leave=False,
+                dynamic_ncols=True,
+                mininterval=0.5,
+                disable=None if self.is_main else True,
+            )
             for batch, (users, positives, negatives) in enumerate(bar):
-                users, positives, negatives = (t.to(self.device, non_blocking=True) for t in (users, positives, negatives))
+                users, positives, negatives = (
+                    t.to(self.device, non_blocking=True) for t in (users, positives, negatives)
+                )
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                     loss = self.criterion(self.model(users, positives, negatives))
                 value = loss.item()
                 if distributed.is_distributed():  # every rank must stop together, not hang in all-reduce
-                    value = distributed.all_reduce_sum(torch.tensor([value], dtype=torch.float64)).item() / \
-                        distributed.world_size()
+                    value = (
+                        distributed.all_reduce_sum(torch.tensor([value], dtype=torch.float64)).item()
+                        / distributed.world_size()
+                    )
                 if not math.isfinite(value):
-                    raise TrainingError(f"epoch {epoch}, batch {batch}: the loss is {value}; stopped without "
-                                        "saving (the last good checkpoint is kept). Try a lower learning rate.")
+                    raise TrainingError(
+                        f"epoch {epoch}, batch {batch}: the loss is {value}; stopped without "
+                        "saving (the last good checkpoint is kept). Try a lower learning rate."
+                    )
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()

@@ -3,6 +3,7 @@
 A checkpoint holds only tensors and plain Python data (the config as a dict), so it loads with
 `torch.load(weights_only=True)`.
 """
+
 import os
 import pickle
 import random
@@ -46,8 +47,9 @@ def load_checkpoint(path, map_location="cpu"):
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, or not saved by this "
-                              f"template): {first[:200]}") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated, or not saved by this template): {first[:200]}"
+        ) from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED):
         raise CheckpointError(f"{path}: not a checkpoint of this template (expected keys {', '.join(REQUIRED)})")
     return state
@@ -58,8 +60,13 @@ def rng_state():
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -86,7 +93,9 @@ def find_latest_checkpoint(save_dir, name):
         if epoch.isdigit():
             candidates.append((path.parent.stat().st_mtime, path.parent.name, int(epoch), path))
     if not candidates:
-        raise CheckpointError(f"-r latest: no checkpoint-epoch<N>.pth under {runs_dir}/*/ "
-                              "(the config's trainer.save_dir and name say where runs are)")
+        raise CheckpointError(
+            f"-r latest: no checkpoint-epoch<N>.pth under {runs_dir}/*/ "
+            "(the config's trainer.save_dir and name say where runs are)"
+        )
     newest_run = max(candidates)[1]
     return max(c for c in candidates if c[1] == newest_run)[3]

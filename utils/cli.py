@@ -1,4 +1,5 @@
 """What train.py and test.py share: the torch classes a config may name, and the error exit."""
+
 import inspect
 import sys
 
@@ -9,8 +10,11 @@ from utils.errors import UserError
 
 def torch_classes(module, base):
     """{name: class} of the public subclasses of `base` in a torch module (optimizers, schedulers)."""
-    return {name: obj for name, obj in vars(module).items()
-            if inspect.isclass(obj) and issubclass(obj, base) and obj is not base and not name.startswith("_")}
+    return {
+        name: obj
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, base) and obj is not base and not name.startswith("_")
+    }
 
 
 OPTIMIZERS = torch_classes(torch.optim, torch.optim.Optimizer)

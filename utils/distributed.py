@@ -3,6 +3,7 @@
 torchrun sets WORLD_SIZE, RANK and LOCAL_RANK. Each process is one rank: NCCL on CUDA (one GPU
 per rank, cuda:LOCAL_RANK), gloo on CPU.
 """
+
 import os
 
 import torch

@@ -3,6 +3,7 @@
 Parsing has no side effects. `ConfigParser.from_args` reads and checks; folders, log files and
 wandb are started later, in one visible place (`train.py` calls `make_run_dirs`).
 """
+
 import copy
 import inspect
 import json
@@ -15,13 +16,34 @@ from utils.util import read_json, write_json
 
 # Keys every config must have (the file contract in DESIGN.md).
 REQUIRED_KEYS = (
-    "name", "seed", "data_loader.type", "data_loader.args.data_dir", "arch.type", "arch.args",
-    "loss", "metrics", "optimizer", "trainer.epochs", "trainer.save_dir", "trainer.eval_period",
-    "trainer.monitor", "trainer.early_stop", "trainer.save_period", "wandb.mode",
+    "name",
+    "seed",
+    "data_loader.type",
+    "data_loader.args.data_dir",
+    "arch.type",
+    "arch.args",
+    "loss",
+    "metrics",
+    "optimizer",
+    "trainer.epochs",
+    "trainer.save_dir",
+    "trainer.eval_period",
+    "trainer.monitor",
+    "trainer.early_stop",
+    "trainer.save_period",
+    "wandb.mode",
 )
 TOP_LEVEL_KEYS = {
-    "name", "seed", "data_loader", "arch", "loss", "metrics", "optimizer", "lr_scheduler",
-    "trainer", "wandb",
+    "name",
+    "seed",
+    "data_loader",
+    "arch",
+    "loss",
+    "metrics",
+    "optimizer",
+    "lr_scheduler",
+    "trainer",
+    "wandb",
 }
 WANDB_MODES = ("online", "offline", "disabled")
 METRIC_PATTERN = re.compile(r"^([a-z_][a-z0-9_]*)@([0-9]+)$")
@@ -38,9 +60,7 @@ def parse_metric_name(name, where="metrics"):
     """'recall@20' -> ('recall', 20); anything else is a ConfigError."""
     match = METRIC_PATTERN.match(name) if isinstance(name, str) else None
     if match is None or int(match.group(2)) < 1:
-        raise ConfigError(
-            f"{where}: '{name}' is not a metric name (expected 'name@K' with K >= 1, e.g. 'recall@20')"
-        )
+        raise ConfigError(f"{where}: '{name}' is not a metric name (expected 'name@K' with K >= 1, e.g. 'recall@20')")
     return match.group(1), int(match.group(2))
 
 
@@ -54,8 +74,14 @@ def _get(config, dotted):
 
 
 def _type_name(value):
-    return {bool: "true/false", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "true/false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
 
 
 def _same_json_type(old, new):
@@ -138,39 +164,62 @@ def validate(config):
             raise ConfigError(f"{key}: missing (every config needs: {', '.join(REQUIRED_KEYS)})") from None
 
     name = config["name"]
-    _check(isinstance(name, str) and name.strip() and re.fullmatch(r"[\w.-]+", name) and name not in (".", ".."),
-           "name", "a non-empty folder name (letters, digits, '_', '-', '.')", config)
+    _check(
+        isinstance(name, str) and name.strip() and re.fullmatch(r"[\w.-]+", name) and name not in (".", ".."),
+        "name",
+        "a non-empty folder name (letters, digits, '_', '-', '.')",
+        config,
+    )
     _check(_is_int(config["seed"]), "seed", "an integer", config)
     for section in ("data_loader", "arch", "optimizer", "loss"):
         node = config[section]
-        _check(isinstance(node, dict) and isinstance(node.get("type"), str), f"{section}.type",
-               "the name of a class or function (a string)", config)
+        _check(
+            isinstance(node, dict) and isinstance(node.get("type"), str),
+            f"{section}.type",
+            "the name of a class or function (a string)",
+            config,
+        )
         _check(isinstance(node.get("args", {}), dict), f"{section}.args", "an object", config)
     if config.get("lr_scheduler") is not None:
         node = config["lr_scheduler"]
-        _check(isinstance(node, dict) and isinstance(node.get("type"), str), "lr_scheduler.type",
-               "the name of a torch.optim.lr_scheduler class, or lr_scheduler: null", config)
+        _check(
+            isinstance(node, dict) and isinstance(node.get("type"), str),
+            "lr_scheduler.type",
+            "the name of a torch.optim.lr_scheduler class, or lr_scheduler: null",
+            config,
+        )
 
     lr = config["optimizer"].get("args", {}).get("lr")
     if lr is not None:
-        _check(isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0,
-               "optimizer.args.lr", "a positive number", config)
+        _check(
+            isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0,
+            "optimizer.args.lr",
+            "a positive number",
+            config,
+        )
     batch = config["data_loader"]["args"].get("batch_size")
     if batch is not None:
         _check(_is_int(batch) and batch > 0, "data_loader.args.batch_size", "a positive integer", config)
-    _check(isinstance(config["data_loader"]["args"]["data_dir"], str), "data_loader.args.data_dir",
-           "a folder path (a string)", config)
+    _check(
+        isinstance(config["data_loader"]["args"]["data_dir"], str),
+        "data_loader.args.data_dir",
+        "a folder path (a string)",
+        config,
+    )
 
     trainer = config["trainer"]
     for key, low in (("epochs", 1), ("eval_period", 1), ("save_period", 1), ("early_stop", 0), ("keep_last", 0)):
         if key in trainer:
-            _check(_is_int(trainer[key]) and trainer[key] >= low, f"trainer.{key}",
-                   f"an integer >= {low}", config)
-    _check(isinstance(trainer["save_dir"], str) and trainer["save_dir"], "trainer.save_dir",
-           "a folder path (a string)", config)
+            _check(_is_int(trainer[key]) and trainer[key] >= low, f"trainer.{key}", f"an integer >= {low}", config)
+    _check(
+        isinstance(trainer["save_dir"], str) and trainer["save_dir"],
+        "trainer.save_dir",
+        "a folder path (a string)",
+        config,
+    )
 
     metrics = config["metrics"]
-    _check(isinstance(metrics, list) and metrics, "metrics", "a non-empty list such as [\"recall@20\"]", config)
+    _check(isinstance(metrics, list) and metrics, "metrics", 'a non-empty list such as ["recall@20"]', config)
     for i, metric in enumerate(metrics):
         parse_metric_name(metric, where=f"metrics[{i}]")
 
@@ -254,8 +303,10 @@ class ConfigParser:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.config, self.save_dir / "config.json")
         except OSError as e:
-            raise ConfigError(f"trainer.save_dir: cannot write the run folder {self.save_dir} "
-                              f"({e.strerror or e}); choose a writable folder") from None
+            raise ConfigError(
+                f"trainer.save_dir: cannot write the run folder {self.save_dir} "
+                f"({e.strerror or e}); choose a writable folder"
+            ) from None
 
     def init_obj(self, key, namespace, *args, **kwargs):
         """Build `namespace[config[key]['type']](*args, **config[key]['args'], **kwargs)`.

@@ -4,6 +4,7 @@ Each role's package (`model/`, `data_loader/`, `trainer/`) calls `discover` from
 `__init__.py`: every module in the folder is imported and each public subclass of the role's
 base class becomes reachable by its class name. Adding a model is therefore one new file.
 """
+
 import importlib
 import inspect
 import pkgutil

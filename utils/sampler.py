@@ -1,4 +1,5 @@
 """BPR training triples (user, positive item, negative item), drawn in whole batches."""
+
 import numpy as np
 
 SAMPLING_MODES = ("user", "interaction")

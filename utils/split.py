@@ -1,4 +1,5 @@
 """Reproducible per-user random splits, vectorised (no loop over users)."""
+
 import numpy as np
 
 

@@ -1,4 +1,5 @@
 """Small shared helpers: JSON files, seeding, devices."""
+
 import json
 import os
 import random
@@ -53,9 +54,7 @@ def resolve_device(spec):
     try:
         device = torch.device(spec)
     except (RuntimeError, ValueError):
-        raise ConfigError(
-            f"device '{spec}' is not a device name (accepted: auto, cpu, cuda, cuda:N, mps)"
-        ) from None
+        raise ConfigError(f"device '{spec}' is not a device name (accepted: auto, cpu, cuda, cuda:N, mps)") from None
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
