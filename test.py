@@ -21,7 +21,7 @@ from utils.checkpoint import load_checkpoint
 from utils.cli import run_main
 from utils.errors import CheckpointError, ConfigError
 from utils.parse_config import ConfigParser
-from utils.util import resolve_device, write_json
+from utils.util import keep_freed_memory, resolve_device, write_json
 
 
 def build_arg_parser():
@@ -78,6 +78,7 @@ def main(args):
     config = ConfigParser.from_args(args, checkpoint_config=checkpoint["config"])
     device = resolve_device(args.device)
     setup_logging(None)
+    keep_freed_memory()
     logger = get_logger("test")
 
     data = config.init_obj("data_loader", DATA_LOADERS, seed=config["seed"])

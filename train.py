@@ -24,7 +24,7 @@ from utils import distributed
 from utils.checkpoint import find_latest_checkpoint, load_checkpoint
 from utils.cli import LR_SCHEDULERS, OPTIMIZERS, run_main
 from utils.parse_config import ConfigParser, validate
-from utils.util import read_json, resolve_device, seed_everything
+from utils.util import keep_freed_memory, read_json, resolve_device, seed_everything
 
 
 def build_arg_parser():
@@ -90,6 +90,7 @@ def main(args):
     check_names(config)
 
     # Act: the process group (under torchrun), the run folder, logging and tracking start here.
+    keep_freed_memory()
     rank, world_size, device = distributed.setup(args.device)
     if rank == 0:  # only rank 0 writes files
         config.make_run_dirs()

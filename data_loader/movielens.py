@@ -1,63 +1,119 @@
-"""MovieLens (GroupLens) ratings as implicit feedback: downloaded, verified, split per user."""
+"""MovieLens (GroupLens) ratings as implicit feedback, every release: downloaded, verified, split.
 
-from dataclasses import dataclass
+`release` picks the data set; the files are read from `data_dir/<release>/` and downloaded there
+(progress bar, temporary file, checksum, extraction, then moved into place) when missing.
+"""
+
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from base.base_data_loader import BaseDataLoader
-from base.interactions import Interactions, to_csr
+from data_loader.cache import cached_dataset
 from data_loader.download import fetch_archive
+from data_loader.preparation import check_preparation, prepare
 from data_loader.tables import read_table
 from utils.errors import ConfigError, DataError
-from utils.split import split_per_user
+
+BASE_URL = "https://files.grouplens.org/datasets/movielens"
+COLUMNS = ("user", "item", "rating", "time")
 
 
 @dataclass(frozen=True)
 class Release:
     url: str
-    md5: str | None  # published by GroupLens beside the archive
-    ratings: str  # file inside the release folder
-    sep: str
-    file_sha256: dict  # extracted files we have verified copies of
+    md5: str | None  # published by GroupLens beside the archive; None where it changes over time
+    folder: str  # the folder inside the zip
+    ratings: str  # ratings file inside the folder
+    layout: str  # 'tab' (u.data), 'colons' (user::item::rating::time), 'csv' (with a header)
+    items: str  # the file with titles
+    file_sha256: dict = field(default_factory=dict)  # extracted files we have verified copies of
 
 
 RELEASES = {
     "ml-100k": Release(
-        url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
-        md5="0e33842e24a9c977be4e0107933c0723",
-        ratings="u.data",
-        sep="\t",
-        file_sha256={"u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"},
+        f"{BASE_URL}/ml-100k.zip",
+        "0e33842e24a9c977be4e0107933c0723",
+        "ml-100k",
+        "u.data",
+        "tab",
+        "u.item",
+        {"u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"},
+    ),
+    "ml-1m": Release(
+        f"{BASE_URL}/ml-1m.zip", "c4d9eecfca2ab87c1945afe126590906", "ml-1m", "ratings.dat", "colons", "movies.dat"
+    ),
+    "ml-10m": Release(
+        f"{BASE_URL}/ml-10m.zip",
+        "ce571fd55effeba0271552578f2648bd",
+        "ml-10M100K",
+        "ratings.dat",
+        "colons",
+        "movies.dat",
+    ),
+    "ml-20m": Release(
+        f"{BASE_URL}/ml-20m.zip", "cd245b17a1ae2cc31bb14903e1204af3", "ml-20m", "ratings.csv", "csv", "movies.csv"
+    ),
+    "ml-25m": Release(
+        f"{BASE_URL}/ml-25m.zip", "6b51fb2759a8657d3bfcbfc42b592ada", "ml-25m", "ratings.csv", "csv", "movies.csv"
+    ),
+    "ml-32m": Release(f"{BASE_URL}/ml-32m.zip", None, "ml-32m", "ratings.csv", "csv", "movies.csv"),
+    "ml-latest-small": Release(
+        f"{BASE_URL}/ml-latest-small.zip", None, "ml-latest-small", "ratings.csv", "csv", "movies.csv"
     ),
 }
 
 
-def read_titles(folder):
-    """{raw item id: title} from u.item ('|' separated, Latin-1), or {} if absent."""
-    path = folder / "u.item"
+def read_ratings(path, layout):
+    """(user, item, rating, time) DataFrame from a release's ratings file."""
+    if layout == "tab":
+        return read_table(path, "\t", COLUMNS, numeric=COLUMNS)
+    if layout == "csv":
+        return read_table(path, ",", COLUMNS, numeric=COLUMNS, header=True)
+    # 'user::item::rating::time': read as ':'-separated (the fast C parser) and keep every other field.
+    frame = read_table(
+        path, ":", ("user", "_1", "item", "_2", "rating", "_3", "time"), numeric=("user", "item", "rating", "time")
+    )
+    return frame[list(COLUMNS)]
+
+
+def read_titles(folder, release):
+    """{raw item id: title}, or {} when the release has no item file."""
+    path = folder / release.items
     if not path.is_file():
         return {}
-    items = pd.read_csv(
-        path,
-        sep="|",
-        header=None,
-        usecols=[0, 1],
-        names=["item", "title"],
-        encoding="latin-1",
-        dtype={"item": np.int64, "title": str},
-    )
-    return dict(zip(items["item"], items["title"]))
+    if release.layout == "tab":  # u.item: id|title|date|...; Latin-1
+        items = pd.read_csv(
+            path,
+            sep="|",
+            header=None,
+            usecols=[0, 1],
+            names=["item", "title"],
+            encoding="latin-1",
+            dtype={"item": np.int64, "title": str},
+        )
+    elif release.layout == "csv":  # movies.csv: movieId,title,genres
+        items = pd.read_csv(path, usecols=[0, 1], dtype={0: np.int64}, encoding="utf-8")
+        items.columns = ["item", "title"]
+    else:  # movies.dat: id::title::genres, titles may hold ':'
+        lines = path.read_bytes().decode("latin-1").splitlines()
+        parts = [line.split("::") for line in lines if line]
+        items = pd.DataFrame({"item": [int(p[0]) for p in parts], "title": [p[1] for p in parts]})
+    return dict(zip(items["item"].to_numpy(), items["title"].to_numpy()))
 
 
 class MovieLensDataLoader(BaseDataLoader):
-    """MovieLens ratings -> implicit interactions, split per user at random from `split_seed`.
+    """MovieLens ratings -> implicit interactions.
 
     data_dir: folder holding `<release>/` (downloaded there when missing and `download` is true).
+    release: ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest-small.
     min_rating: ratings below it are dropped (0 keeps every rating as an interaction).
-    test_fraction: share of each user's interactions held out for test.
-    valid_fraction: share of the remaining (training) part held out for validation; 0 = none.
+    k_core: keep users and items with at least k interactions, to a fixed point (0 = off).
+    split: random | leave_one_out | temporal | global_time (see data_loader/preparation.py).
+    test_fraction, valid_fraction: the split's shares (valid is carved from the training part).
+    cache: keep the prepared data set next to the raw files and reuse it while neither changes.
     """
 
     def __init__(
@@ -65,10 +121,13 @@ class MovieLensDataLoader(BaseDataLoader):
         data_dir,
         release="ml-100k",
         min_rating=0,
+        k_core=0,
+        split="random",
         test_fraction=0.2,
         valid_fraction=0.1,
         split_seed=2019,
         download=True,
+        cache=True,
         batch_size=1024,
         sampling="user",
         eval_batch_size=1024,
@@ -78,14 +137,17 @@ class MovieLensDataLoader(BaseDataLoader):
             raise ConfigError(
                 f"data_loader.args.release: unknown release '{release}' (available: {', '.join(RELEASES)})"
             )
-        for key, value in (("test_fraction", test_fraction), ("valid_fraction", valid_fraction)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-                raise ConfigError(f"data_loader.args.{key}: expected a number in [0, 1), got {value!r}")
-        if not isinstance(min_rating, (int, float)) or isinstance(min_rating, bool):
-            raise ConfigError(f"data_loader.args.min_rating: expected a number, got {min_rating!r}")
-        self.data_dir, self.release, self.min_rating = Path(data_dir), release, min_rating
-        self.test_fraction, self.valid_fraction, self.split_seed = test_fraction, valid_fraction, split_seed
-        self.download = download
+        check_preparation(min_rating, k_core, split, test_fraction, valid_fraction)
+        self.data_dir, self.release = Path(data_dir), release
+        self.preparation = {
+            "min_rating": min_rating,
+            "k_core": k_core,
+            "split": split,
+            "test_fraction": test_fraction,
+            "valid_fraction": valid_fraction,
+            "split_seed": split_seed,
+        }
+        self.download, self.cache = download, cache
         super().__init__(batch_size, sampling, eval_batch_size, seed)
 
     def locate(self):
@@ -97,39 +159,29 @@ class MovieLensDataLoader(BaseDataLoader):
         if not self.download:
             raise DataError(
                 f"{folder / release.ratings} not found and data_loader.args.download is false; "
-                f"download {release.url} and unzip it into {self.data_dir.resolve()}"
+                f"download {release.url} and unzip it so that {folder}/{release.ratings} exists"
             )
-        return fetch_archive(
+        extracted = fetch_archive(
             release.url,
             self.data_dir,
-            self.release,
+            release.folder,
             md5=release.md5,
             required_files=(release.ratings,),
             file_sha256=release.file_sha256,
         )
+        if extracted != folder:  # e.g. ml-10m unpacks as ml-10M100K
+            extracted.rename(folder)
+        return folder
 
     def load_dataset(self):
         folder = self.locate()
         release = RELEASES[self.release]
-        ratings = read_table(
-            folder / release.ratings,
-            release.sep,
-            ("user", "item", "rating", "timestamp"),
-            numeric=("user", "item", "rating", "timestamp"),
-        )
-        kept = ratings[ratings["rating"] >= self.min_rating]
-        if kept.empty:
-            raise DataError(
-                f"no rating in {folder / release.ratings} is >= data_loader.args.min_rating = {self.min_rating}"
-            )
-        # Repeated (user, item) pairs count once; the latest is the one kept.
-        kept = kept.sort_values("timestamp", kind="stable").drop_duplicates(["user", "item"], keep="last")
-        user_ids, users = np.unique(kept["user"].to_numpy(np.int64), return_inverse=True)
-        item_ids, items = np.unique(kept["item"].to_numpy(np.int64), return_inverse=True)
-        titles = read_titles(folder)
-        item_titles = np.array([titles.get(i, "") for i in item_ids], dtype=object) if titles else None
+        ratings_path = folder / release.ratings
 
-        part = split_per_user(users, self.test_fraction, self.valid_fraction, self.split_seed)
-        n_users, n_items = len(user_ids), len(item_ids)
-        train, valid, test = (to_csr(users[part == p], items[part == p], n_users, n_items) for p in (0, 1, 2))
-        return Interactions(n_users, n_items, train, valid, test, user_ids, item_ids, item_titles)
+        def build():
+            frame = read_ratings(ratings_path, release.layout)
+            return prepare(frame, str(ratings_path), titles=read_titles(folder, release), **self.preparation)
+
+        if not self.cache:
+            return build()
+        return cached_dataset([ratings_path, folder / release.items], self.preparation, build)

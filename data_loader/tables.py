@@ -51,7 +51,8 @@ def read_table(path, sep, columns, numeric=(), header=False, encoding="utf-8"):
     except (ValueError, pd.errors.ParserError) as e:
         where = _describe_bad_line(path, sep, columns, numeric, header, encoding)
         raise DataError(where or f"{path}: cannot be read as {sep!r}-separated {', '.join(columns)}: {e}") from None
-    bad = frame[list(columns)].isna().any(axis=1).to_numpy()
+    # Columns named '_…' are separators' empty fields (the '::' layout read as ':'); the rest must be there.
+    bad = frame[[c for c in columns if not c.startswith("_")]].isna().any(axis=1).to_numpy()
     if bad.any():  # a short line shows up as NaN in its last fields
         where = _describe_bad_line(path, sep, columns, numeric, header, encoding)
         line = int(np.flatnonzero(bad)[0]) + 1 + int(header)

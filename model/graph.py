@@ -63,6 +63,12 @@ def keep_mask(shape, p, device=None):
     return uniform16 >= round(p * 65536) - 32768
 
 
+def _spmm(a, x):
+    """CSR (N, N) @ dense (N, d). addmm with beta=0 into a fresh tensor: on the CPU, twice as fast as
+    torch.sparse.mm, which also zero-fills and accumulates."""
+    return torch.addmm(x.new_empty(a.shape[0], x.shape[1]), a, x, beta=0)
+
+
 class _SpMM(torch.autograd.Function):
     """y = A x for a CSR matrix A given by its parts; the backward uses A^T, also CSR.
 
@@ -74,14 +80,14 @@ class _SpMM(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # sparse products in float32
     def forward(ctx, x, values, values_t, graph):
         ctx.graph, ctx.values_t = graph, values_t
-        return torch.sparse.mm(_csr(graph.crow, graph.col, values, graph.shape), x)
+        return _spmm(_csr(graph.crow, graph.col, values, graph.shape), x)
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad):
         graph = ctx.graph
         a_t = _csr(graph.crow_t, graph.col_t, ctx.values_t, graph.shape)
-        return torch.sparse.mm(a_t, grad), None, None, None
+        return _spmm(a_t, grad.contiguous()), None, None, None
 
 
 class SparseGraph(nn.Module):

@@ -1,5 +1,6 @@
 """The download path, against a local HTTP server serving zips built here (127.0.0.1 only)."""
 
+import dataclasses
 import hashlib
 import io
 import threading
@@ -110,17 +111,9 @@ def test_movielens_loader_downloads_the_release_when_missing(tmp_path, server, m
     routes, base = server
     archive = make_zip(SHARED_DATA / "ml-100k")
     routes["/ml-100k.zip"] = archive
-    release = movielens.RELEASES["ml-100k"]
-    monkeypatch.setitem(
-        movielens.RELEASES,
-        "ml-100k",
-        release.__class__(
-            url=f"{base}/ml-100k.zip",
-            md5=hashlib.md5(archive).hexdigest(),
-            ratings=release.ratings,
-            sep=release.sep,
-            file_sha256=release.file_sha256,
-        ),
+    release = dataclasses.replace(
+        movielens.RELEASES["ml-100k"], url=f"{base}/ml-100k.zip", md5=hashlib.md5(archive).hexdigest()
     )
+    monkeypatch.setitem(movielens.RELEASES, "ml-100k", release)
     loader = MovieLensDataLoader(data_dir=str(tmp_path / "data"), download=True)
     assert loader.dataset.n_users == 943 and (tmp_path / "data" / "ml-100k" / "u.item").is_file()

@@ -117,7 +117,7 @@ def test_two_epochs_on_real_movielens(tmp_path):
     from conftest import load_default_config
 
     config = load_default_config()
-    config["data_loader"]["args"]["data_dir"] = str(SHARED_DATA)
+    config["data_loader"]["args"].update(data_dir=str(SHARED_DATA), cache=False)  # shared/ stays untouched
     config["trainer"].update(epochs=2, save_dir=str(tmp_path / "saved"))
     config["wandb"]["mode"] = "disabled"
     train(tmp_path, config, "--run-id", "ml")

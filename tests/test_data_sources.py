@@ -1,0 +1,273 @@
+"""Every MovieLens layout, any CSV, k-core, the splits, the cache, and bad input."""
+
+import dataclasses
+import hashlib
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, read_jsonl, run_script, tiny_config, write_config
+from test_download import make_zip, server  # noqa: F401 - the fixture
+
+from data_loader import movielens
+from data_loader.csv_loader import CSVDataLoader
+from data_loader.movielens import MovieLensDataLoader
+from data_loader.preparation import k_core_filter, split_parts
+from utils.errors import ConfigError, DataError
+
+
+def fake_ratings(n_users=40, n_items=60, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(1, n_users + 1):
+        for item in rng.choice(np.arange(1, n_items + 1), size=int(rng.integers(8, 20)), replace=False):
+            rows.append((user, int(item), int(rng.integers(1, 6)), 900_000_000 + int(rng.integers(0, 10**6))))
+    return pd.DataFrame(rows, columns=["user", "item", "rating", "time"])
+
+
+def write_release(data_dir, release, ratings):
+    """Write `ratings` in the file layout of a MovieLens release."""
+    spec = movielens.RELEASES[release]
+    folder = data_dir / release
+    folder.mkdir(parents=True)
+    titles = {i: f"Movie: part {i} (1999)" for i in ratings["item"].unique()}
+    if spec.layout == "colons":
+        lines = [f"{u}::{i}::{r}::{t}" for u, i, r, t in ratings.itertuples(index=False)]
+        (folder / spec.ratings).write_text("\n".join(lines) + "\n")
+        (folder / spec.items).write_bytes("\n".join(f"{i}::{t}::Drama" for i, t in titles.items()).encode("latin-1"))
+    elif spec.layout == "csv":
+        ratings.rename(columns={"user": "userId", "item": "movieId", "time": "timestamp"}).to_csv(
+            folder / spec.ratings, index=False
+        )
+        pd.DataFrame({"movieId": list(titles), "title": list(titles.values()), "genres": "Drama"}).to_csv(
+            folder / spec.items, index=False
+        )
+    else:
+        ratings.to_csv(folder / spec.ratings, sep="\t", header=False, index=False)
+        lines = [f"{i}|{t}|01-Jan-1995||http://x|0" for i, t in titles.items()]
+        (folder / spec.items).write_bytes("\n".join(lines).encode("latin-1"))
+    return folder
+
+
+@pytest.mark.parametrize("release", ["ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m", "ml-latest-small"])
+def test_every_release_layout_reads_the_same_interactions(tmp_path, release):
+    ratings = fake_ratings()
+    write_release(tmp_path, release, ratings)
+    ds = MovieLensDataLoader(str(tmp_path), release=release, download=False, cache=False).dataset
+    assert (ds.n_users, ds.n_items) == (ratings["user"].nunique(), ratings["item"].nunique())
+    assert ds.train.nnz + ds.valid.nnz + ds.test.nnz == len(ratings)
+    item = int(ds.item_ids[0])
+    assert ds.item_titles[0] == f"Movie: part {item} (1999)"  # titles with ':' survive the '::' layout
+
+
+def test_download_of_a_release_whose_zip_folder_has_another_name(tmp_path, server, monkeypatch):  # noqa: F811
+    routes, base = server
+    source = write_release(tmp_path / "src", "ml-1m", fake_ratings())
+    archive = make_zip(source, folder_name="ml-10M100K")
+    routes["/ml-10m.zip"] = archive
+    monkeypatch.setitem(
+        movielens.RELEASES,
+        "ml-10m",
+        dataclasses.replace(
+            movielens.RELEASES["ml-10m"], url=f"{base}/ml-10m.zip", md5=hashlib.md5(archive).hexdigest()
+        ),
+    )
+    loader = MovieLensDataLoader(str(tmp_path / "data"), release="ml-10m", download=True)
+    assert loader.dataset.n_users == 40
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["ml-10m"]
+
+
+def test_truncated_archive_is_rejected_and_removed(tmp_path, server, monkeypatch):  # noqa: F811
+    routes, base = server
+    archive = make_zip(write_release(tmp_path / "src", "ml-1m", fake_ratings()))
+    routes["/ml-1m.zip"] = archive[: len(archive) * 2 // 3]  # whole as served, but cut
+    monkeypatch.setitem(
+        movielens.RELEASES, "ml-1m", dataclasses.replace(movielens.RELEASES["ml-1m"], url=f"{base}/ml-1m.zip", md5=None)
+    )
+    with pytest.raises(DataError, match="not a readable zip|corrupt"):
+        MovieLensDataLoader(str(tmp_path / "data"), release="ml-1m", download=True)
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def naive_k_core(pairs, k):
+    pairs = set(pairs)
+    while True:
+        users = pd.Series([u for u, _ in pairs]).value_counts()
+        items = pd.Series([i for _, i in pairs]).value_counts()
+        kept = {(u, i) for u, i in pairs if users[u] >= k and items[i] >= k}
+        if kept == pairs:
+            return kept
+        pairs = kept
+
+
+def test_k_core_reaches_its_fixed_point():
+    # a 6 x 6 block survives a 5-core; a chain hanging off it falls one link per round
+    pairs = [(u, i) for u in range(6) for i in range(6)]
+    pairs += [(100, i) for i in (0, 1, 2, 3, 200)]  # user 100: 5 items, one of them item 200
+    pairs += [(u, i) for u in (101, 102, 103, 104) for i in (200, 0, 1, 2)]  # 4 items each: they go first
+    frame = pd.DataFrame(pairs, columns=["user", "item"])
+    kept, rounds = k_core_filter(frame, 5)
+    assert rounds == 3  # users 101-104, then item 200, then user 100
+    assert set(map(tuple, kept.to_numpy())) == {(u, i) for u in range(6) for i in range(6)}
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"user": rng.integers(0, 60, 1500), "item": rng.zipf(1.3, 1500) % 150}).drop_duplicates()
+    kept, _ = k_core_filter(frame, 5)
+    assert set(map(tuple, kept.to_numpy())) == naive_k_core(map(tuple, frame.to_numpy()), 5)
+    assert kept["user"].value_counts().min() >= 5 and kept["item"].value_counts().min() >= 5
+
+
+def split_of(split, test_fraction=0.2, valid_fraction=0.1, seed=0):
+    ratings = fake_ratings(seed=seed)
+    users = ratings["user"].to_numpy()
+    part = split_parts(users, ratings["time"].to_numpy(), split, test_fraction, valid_fraction, seed)
+    return ratings.assign(part=part)
+
+
+@pytest.mark.parametrize("split", ["random", "leave_one_out", "temporal", "global_time"])
+def test_splits_are_complete_disjoint_and_reproducible(split):
+    a, b = split_of(split), split_of(split)
+    assert set(a["part"]) <= {0, 1, 2} and len(a) == len(fake_ratings())  # each row in exactly one split
+    np.testing.assert_array_equal(a["part"], b["part"])
+
+
+def test_leave_one_out_picks_the_latest():
+    frame = split_of("leave_one_out")
+    for _, rows in frame.groupby("user"):
+        rows = rows.sort_values("time")
+        assert list(rows["part"].iloc[-2:]) == [1, 2] and (rows["part"].iloc[:-2] == 0).all()
+
+
+def test_temporal_fractions_per_user_and_global_cut():
+    frame = split_of("temporal")
+    for _, rows in frame.groupby("user"):
+        n = len(rows)
+        n_test = min(round(0.2 * n), n - 1)
+        assert (rows["part"] == 2).sum() == n_test
+        assert abs((rows["part"] == 1).sum() - 0.1 * (n - n_test)) <= 1
+        latest_first = rows.sort_values("time", ascending=False)["part"].to_numpy()
+        assert (np.diff(latest_first) <= 0).all()  # test, then valid, then train, going back in time
+    frame = split_of("global_time")
+    assert frame.loc[frame["part"] == 2, "time"].min() >= frame.loc[frame["part"] != 2, "time"].max()
+    assert frame.loc[frame["part"] == 1, "time"].min() >= frame.loc[frame["part"] == 0, "time"].max()
+    assert abs((frame["part"] == 2).mean() - 0.2) < 0.01
+
+
+def test_cache_is_reused_and_rebuilt_on_any_change(tmp_path, caplog):
+    ratings = fake_ratings()
+    folder = write_release(tmp_path, "ml-100k", ratings)
+    caplog.set_level(logging.INFO, logger="data")
+    first = MovieLensDataLoader(str(tmp_path), download=False).dataset
+    assert "cached in" in caplog.text
+    caplog.clear()
+    second = MovieLensDataLoader(str(tmp_path), download=False).dataset
+    assert "loaded from" in caplog.text
+    for name in ("train", "valid", "test"):
+        assert (getattr(first, name) != getattr(second, name)).nnz == 0
+    np.testing.assert_array_equal(first.item_ids, second.item_ids)
+    assert list(first.item_titles) == list(second.item_titles)
+    caplog.clear()
+    MovieLensDataLoader(str(tmp_path), download=False, split_seed=7)  # another preparation
+    assert "cached in" in caplog.text
+    caplog.clear()
+    ratings.iloc[:-1].to_csv(folder / "u.data", sep="\t", header=False, index=False)  # the raw file changed
+    changed = MovieLensDataLoader(str(tmp_path), download=False).dataset
+    assert "cached in" in caplog.text
+    assert changed.train.nnz + changed.valid.nnz + changed.test.nnz == len(ratings) - 1
+
+
+def write_csv(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_csv_with_string_ids_trains_and_exports(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"u{u}", f"item-{i}", 1_600_000_000 + int(rng.integers(0, 10**6)))
+        for u in range(30)
+        for i in rng.choice(50, 12, replace=False)
+    ]
+    path = tmp_path / "train_ratings.csv"
+    pd.DataFrame(rows, columns=["user", "item", "time"]).to_csv(path, index=False)
+    config = tiny_config(tmp_path, tmp_path / "saved", trainer__epochs=1)
+    config["data_loader"] = {
+        "type": "CSVDataLoader",
+        "args": {
+            "data_dir": str(tmp_path),
+            "path": "train_ratings.csv",
+            "sep": ",",
+            "user_col": "user",
+            "item_col": "item",
+            "rating_col": None,
+            "time_col": "time",
+            "min_rating": None,
+            "k_core": 0,
+            "split": "leave_one_out",
+            "test_fraction": 0.2,
+            "valid_fraction": 0.1,
+            "split_seed": 1,
+            "cache": True,
+            "batch_size": 64,
+            "sampling": "user",
+            "eval_batch_size": 1024,
+        },
+    }
+    result = run_script("train.py", "-c", write_config(tmp_path / "c.json", config), "--run-id", "csv")
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = tmp_path / "saved" / "models" / config["name"] / "csv"
+    assert read_jsonl(run / "metrics.jsonl")[0]["val_hit@20"] > 0
+    result = run_script("test.py", "-r", run / "model_best.pth", "--topk-out", tmp_path / "r.csv", "--k", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    recs = pd.read_csv(tmp_path / "r.csv")
+    assert recs["user_id"].str.startswith("u").all() and recs["item_id"].str.startswith("item-").all()
+
+
+def test_csv_bad_input(tmp_path):
+    good = "user,item,rating\na,x,5\nb,y,4\n"
+    path = write_csv(tmp_path / "a.csv", good)
+    with pytest.raises(ConfigError, match=r"item_col: .* has no column 'movie' \(its header: user, item, rating"):
+        CSVDataLoader(str(tmp_path), str(path), item_col="movie")
+    path = write_csv(tmp_path / "b.csv", good + "c,z,lots\n")
+    with pytest.raises(DataError, match=r"b\.csv:4: rating must be a number, got 'lots'"):
+        CSVDataLoader(str(tmp_path), str(path), rating_col="rating", cache=False)
+    path = write_csv(tmp_path / "c.csv", good + "c,z,3,extra\n")
+    with pytest.raises(DataError, match=r"c\.csv.*line 4"):
+        CSVDataLoader(str(tmp_path), str(path), rating_col="rating", cache=False)
+    with pytest.raises(DataError, match="nothing is left after the 5-core filter"):
+        CSVDataLoader(str(tmp_path), str(write_csv(tmp_path / "d.csv", good)), k_core=5, cache=False)
+    with pytest.raises(DataError, match="no rating is >= data_loader.args.min_rating = 6"):
+        CSVDataLoader(
+            str(tmp_path), str(write_csv(tmp_path / "e.csv", good)), rating_col="rating", min_rating=6, cache=False
+        )
+    with pytest.raises(ConfigError, match="needs data_loader.args.time_col"):
+        CSVDataLoader(str(tmp_path), str(path), split="temporal")
+    with pytest.raises(DataError, match="nowhere.csv not found"):
+        CSVDataLoader(str(tmp_path), str(tmp_path / "nowhere.csv"))
+
+
+def test_users_without_test_items_are_counted_not_averaged(tmp_path):
+    # user 'solo' has one interaction: leave-one-out keeps it for training, so it has no test item
+    rows = [("solo", "x", 1)] + [(f"u{u}", f"i{i}", t) for u in range(5) for t, i in enumerate(range(4))]
+    path = tmp_path / "f.csv"
+    pd.DataFrame(rows, columns=["user", "item", "time"]).to_csv(path, index=False)
+    loader = CSVDataLoader(
+        str(tmp_path), str(path), time_col="time", split="leave_one_out", valid_fraction=0.0, cache=False
+    )
+    test = loader.split_test()
+    assert test.n_skipped == 1 and len(test.users) == 5
+
+
+def test_shipped_configs_spell_out_every_loader_argument():
+    import inspect
+    import json
+
+    for path in [ROOT / "config.json", *sorted((ROOT / "configs").glob("*.json"))]:
+        config = json.loads(path.read_text())
+        if "data_loader" not in config:
+            continue
+        from data_loader import DATA_LOADERS
+
+        cls = DATA_LOADERS[config["data_loader"]["type"]]
+        params = set(inspect.signature(cls).parameters) - {"seed"}
+        assert params == set(config["data_loader"]["args"]), path.name
