@@ -40,7 +40,7 @@ def build_arg_parser():
 
 @torch.no_grad()
 def export_topk(model, dataset, k, path, device, batch_size=1024):
-    """CSV with one row per (user, rank): user_id, rank, item_id, title, score; seen items ranked out."""
+    """CSV with one row per (user, rank): user_id, rank, item_id, title, genres, score; seen items ranked out."""
     known = (dataset.train + dataset.valid).tocsr()
     k = min(k, dataset.n_items)
     users_out, items_out, scores_out = [], [], []
@@ -63,6 +63,7 @@ def export_topk(model, dataset, k, path, device, batch_size=1024):
             "rank": np.tile(np.arange(1, k + 1), dataset.n_users),
             "item_id": dataset.item_ids[items],
             "title": dataset.item_titles[items] if dataset.item_titles is not None else "",
+            "genres": dataset.item_genres[items] if dataset.item_genres is not None else "",
             "score": np.concatenate(scores_out),
         }
     )

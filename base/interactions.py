@@ -26,6 +26,7 @@ class Interactions:
     train, valid, test: CSR (n_users, n_items); valid may have no entries (no validation).
     user_ids, item_ids: raw id of each index, shapes (n_users,), (n_items,).
     item_titles: (n_items,) strings, or None when the source has no titles.
+    item_genres: (n_items,) strings such as "Action|Comedy", or None when the source has none.
     """
 
     n_users: int
@@ -36,6 +37,7 @@ class Interactions:
     user_ids: np.ndarray
     item_ids: np.ndarray
     item_titles: np.ndarray | None = None
+    item_genres: np.ndarray | None = None
 
     def __post_init__(self):
         for name in ("train", "valid", "test"):

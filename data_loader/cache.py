@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from base.interactions import Interactions
 from data_loader.download import file_digest
 
-FORMAT = 1
+FORMAT = 2
 logger = logging.getLogger("data")
 
 
@@ -35,8 +35,9 @@ def _save(dataset, path):
         "user_ids": dataset.user_ids.astype(str) if dataset.user_ids.dtype == object else dataset.user_ids,
         "item_ids": dataset.item_ids.astype(str) if dataset.item_ids.dtype == object else dataset.item_ids,
     }
-    if dataset.item_titles is not None:
-        arrays["item_titles"] = dataset.item_titles.astype(str)
+    for name in ("item_titles", "item_genres"):
+        if getattr(dataset, name) is not None:
+            arrays[name] = getattr(dataset, name).astype(str)
     for name in ("train", "valid", "test"):
         matrix = getattr(dataset, name)
         arrays[f"{name}_indptr"], arrays[f"{name}_indices"] = matrix.indptr, matrix.indices
@@ -54,9 +55,9 @@ def _load(path):
             data = np.ones(len(indices), dtype=np.float32)
             return sp.csr_matrix((data, indices, z[f"{name}_indptr"]), shape=(n_users, n_items))
 
-        titles = z["item_titles"].astype(object) if "item_titles" in z else None
+        text = {name: z[name].astype(object) if name in z else None for name in ("item_titles", "item_genres")}
         return Interactions(
-            n_users, n_items, matrix("train"), matrix("valid"), matrix("test"), z["user_ids"], z["item_ids"], titles
+            n_users, n_items, matrix("train"), matrix("valid"), matrix("test"), z["user_ids"], z["item_ids"], **text
         )
 
 

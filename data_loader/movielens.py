@@ -79,29 +79,46 @@ def read_ratings(path, layout):
     return frame[list(COLUMNS)]
 
 
-def read_titles(folder, release):
-    """{raw item id: title}, or {} when the release has no item file."""
+ML100K_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)  # the 19 flag columns of u.item, as u.genre lists them
+
+
+def read_items(folder, release):
+    """({raw item id: title}, {raw item id: "Genre|Genre"}), both {} when the release has no item file."""
     path = folder / release.items
     if not path.is_file():
-        return {}
-    if release.layout == "tab":  # u.item: id|title|date|...; Latin-1
-        items = pd.read_csv(
-            path,
-            sep="|",
-            header=None,
-            usecols=[0, 1],
-            names=["item", "title"],
-            encoding="latin-1",
-            dtype={"item": np.int64, "title": str},
-        )
+        return {}, {}
+    if release.layout == "tab":  # u.item: id|title|date|video date|url|19 genre flags; Latin-1
+        items = pd.read_csv(path, sep="|", header=None, encoding="latin-1", dtype={0: np.int64, 1: str})
+        flags = items.iloc[:, 5:24].to_numpy(dtype=bool) if items.shape[1] >= 24 else None
+        genres = ["|".join(g for g, on in zip(ML100K_GENRES, row) if on) for row in flags] if flags is not None else []
+        ids, titles = items[0].to_numpy(), items[1].to_numpy()
     elif release.layout == "csv":  # movies.csv: movieId,title,genres
-        items = pd.read_csv(path, usecols=[0, 1], dtype={0: np.int64}, encoding="utf-8")
-        items.columns = ["item", "title"]
-    else:  # movies.dat: id::title::genres, titles may hold ':'
-        lines = path.read_bytes().decode("latin-1").splitlines()
-        parts = [line.split("::") for line in lines if line]
-        items = pd.DataFrame({"item": [int(p[0]) for p in parts], "title": [p[1] for p in parts]})
-    return dict(zip(items["item"].to_numpy(), items["title"].to_numpy()))
+        items = pd.read_csv(path, dtype={0: np.int64}, encoding="utf-8")
+        ids, titles, genres = items.iloc[:, 0].to_numpy(), items.iloc[:, 1].to_numpy(), items.iloc[:, 2].tolist()
+    else:  # movies.dat: id::title::genres; titles may hold ':'
+        parts = [line.split("::") for line in path.read_bytes().decode("latin-1").splitlines() if line]
+        ids, titles, genres = [int(p[0]) for p in parts], [p[1] for p in parts], [p[2] for p in parts]
+    return dict(zip(ids, titles)), dict(zip(ids, genres))
 
 
 class MovieLensDataLoader(BaseDataLoader):
@@ -180,7 +197,8 @@ class MovieLensDataLoader(BaseDataLoader):
 
         def build():
             frame = read_ratings(ratings_path, release.layout)
-            return prepare(frame, str(ratings_path), titles=read_titles(folder, release), **self.preparation)
+            titles, genres = read_items(folder, release)
+            return prepare(frame, str(ratings_path), titles=titles, genres=genres, **self.preparation)
 
         if not self.cache:
             return build()

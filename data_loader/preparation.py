@@ -109,10 +109,11 @@ def prepare(
     valid_fraction=0.1,
     split_seed=2019,
     titles=None,
+    genres=None,
 ):
     """frame: columns user, item, and optionally rating, time (raw ids of any type).
 
-    source: a name for messages (the file). titles: {raw item id: title} or None.
+    source: a name for messages (the file). titles, genres: {raw item id: text} or None.
     Returns an Interactions with contiguous indices and the raw ids kept.
     """
     n_read = len(frame)
@@ -147,15 +148,14 @@ def prepare(
     part = split_parts(users, times, split, test_fraction, valid_fraction, split_seed)
     n_users, n_items = len(user_ids), len(item_ids)
     train, valid, test = (to_csr(users[part == p], items[part == p], n_users, n_items) for p in (0, 1, 2))
-    item_titles = None
-    if titles:
-        item_titles = np.array([titles.get(i, "") for i in item_ids], dtype=object)
+    item_titles = np.array([titles.get(i, "") for i in item_ids], dtype=object) if titles else None
+    item_genres = np.array([genres.get(i, "") for i in item_ids], dtype=object) if genres else None
     no_test = int((np.diff(test.indptr) == 0).sum())
     if no_test:
         logger.info(
             f"{no_test} of {n_users} users have no test interaction after the split; they are not evaluated on test"
         )
-    return Interactions(n_users, n_items, train, valid, test, user_ids, item_ids, item_titles)
+    return Interactions(n_users, n_items, train, valid, test, user_ids, item_ids, item_titles, item_genres)
 
 
 def frame_from_columns(**columns):

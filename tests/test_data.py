@@ -141,4 +141,5 @@ def test_real_movielens_100k():
     assert ds.train.nnz + ds.valid.nnz + ds.test.nnz == 100_000
     assert ds.test.nnz == 20_000  # 0.2 of every user's ratings (all users have >= 20)
     assert ds.item_titles[np.flatnonzero(ds.item_ids == 1)[0]] == "Toy Story (1995)"
+    assert ds.item_genres[np.flatnonzero(ds.item_ids == 1)[0]] == "Animation|Children's|Comedy"
     assert isinstance(ds.train, sp.csr_matrix)

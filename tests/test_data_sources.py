@@ -35,12 +35,14 @@ def write_release(data_dir, release, ratings):
     if spec.layout == "colons":
         lines = [f"{u}::{i}::{r}::{t}" for u, i, r, t in ratings.itertuples(index=False)]
         (folder / spec.ratings).write_text("\n".join(lines) + "\n")
-        (folder / spec.items).write_bytes("\n".join(f"{i}::{t}::Drama" for i, t in titles.items()).encode("latin-1"))
+        (folder / spec.items).write_bytes(
+            "\n".join(f"{i}::{t}::Drama|Comedy" for i, t in titles.items()).encode("latin-1")
+        )
     elif spec.layout == "csv":
         ratings.rename(columns={"user": "userId", "item": "movieId", "time": "timestamp"}).to_csv(
             folder / spec.ratings, index=False
         )
-        pd.DataFrame({"movieId": list(titles), "title": list(titles.values()), "genres": "Drama"}).to_csv(
+        pd.DataFrame({"movieId": list(titles), "title": list(titles.values()), "genres": "Drama|Comedy"}).to_csv(
             folder / spec.items, index=False
         )
     else:
@@ -59,6 +61,7 @@ def test_every_release_layout_reads_the_same_interactions(tmp_path, release):
     assert ds.train.nnz + ds.valid.nnz + ds.test.nnz == len(ratings)
     item = int(ds.item_ids[0])
     assert ds.item_titles[0] == f"Movie: part {item} (1999)"  # titles with ':' survive the '::' layout
+    assert ds.item_genres[0] == "Drama|Comedy"
 
 
 def test_download_of_a_release_whose_zip_folder_has_another_name(tmp_path, server, monkeypatch):  # noqa: F811

@@ -50,7 +50,7 @@ def test_train_writes_the_run_folder_and_test_reproduces_validation(tmp_path, ti
     assert set(figures) == {"recall@20", "ndcg@20", "precision@20", "hit@20"}
     assert all(0 <= v <= 1 for v in figures.values()) and figures["hit@20"] > 0
     recs = pd.read_csv(tmp_path / "recs.csv")
-    assert list(recs.columns) == ["user_id", "rank", "item_id", "title", "score"]
+    assert list(recs.columns) == ["user_id", "rank", "item_id", "title", "genres", "score"]
     assert len(recs) == 60 * 5
     assert all(ranks == [1, 2, 3, 4, 5] for ranks in recs.groupby("user_id")["rank"].apply(list))
     # recommendations are unseen: no (user, item) pair from the user's own ratings outside test
