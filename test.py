@@ -16,7 +16,7 @@ import torch
 from data_loader import DATA_LOADERS
 from logger.logger import get_logger, setup_logging
 from model import METRICS, MODELS
-from trainer.evaluation import evaluate, parse_metrics
+from trainer.evaluation import evaluate, parse_metrics, top_k_items
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_main
 from utils.errors import CheckpointError, ConfigError
@@ -52,10 +52,10 @@ def export_topk(model, dataset, k, path, device, batch_size=1024):
             torch.arange(len(users), device=device), torch.from_numpy(np.diff(rows.indptr)).to(device)
         )
         scores[row, torch.from_numpy(rows.indices.astype(np.int64)).to(device)] = float("-inf")
-        top = scores.topk(k, dim=1)  # (B, k)
+        top = top_k_items(scores, k)  # (B, k), ties by lower item index
         users_out.append(np.repeat(users, k))
-        items_out.append(top.indices.cpu().numpy().ravel())
-        scores_out.append(top.values.cpu().numpy().ravel())
+        items_out.append(top.cpu().numpy().ravel())
+        scores_out.append(scores.gather(1, top).cpu().numpy().ravel())
     users, items = np.concatenate(users_out), np.concatenate(items_out)
     table = pd.DataFrame(
         {

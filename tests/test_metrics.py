@@ -61,13 +61,18 @@ def plain_metrics(scores, heldout, exclude, k):
     return {name: np.array(values) for name, values in out.items()}
 
 
+@pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("k", [1, 5, 20, 60])
-def test_vectorised_equals_plain(k):
-    """Random scores (no ties), users with fewer and more than K relevant items, K beyond the
-    number of candidates (60 > 50 items minus the seen ones)."""
+def test_vectorised_equals_plain(k, ties):
+    """Random scores, with and without ties (then only 4 distinct values), users with fewer and
+    more than K relevant items, K beyond the number of candidates (60 > 50 items minus the seen).
+    The plain version breaks ties by lower item index (a stable sort); so must the vectorised one."""
     rng = np.random.default_rng(k)
     n_users, n_items = 40, 50
-    scores = rng.permutation(n_users * n_items).reshape(n_users, n_items).astype(np.float32)
+    if ties:
+        scores = rng.integers(0, 4, size=(n_users, n_items)).astype(np.float32)
+    else:
+        scores = rng.permutation(n_users * n_items).reshape(n_users, n_items).astype(np.float32)
     mask = rng.random((n_users, n_items))
     exclude = sp.csr_matrix((mask < 0.2).astype(np.float32))
     heldout_dense = (mask > 0.2) & (mask < 0.2 + rng.random((n_users, 1)) * 0.5)

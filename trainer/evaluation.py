@@ -33,6 +33,30 @@ def _csr_rows_to_torch(rows, device):
 
 
 @torch.no_grad()
+def top_k_items(scores, k):
+    """(B, n_items) scores -> (B, k) item indices, highest score first; equal scores are ranked by
+    lower item index, so the result (and every metric) does not depend on topk's tie order.
+
+    One topk, plus one comparison pass to find the rows where a tie straddles the K-th place;
+    only those rows are resolved exactly.
+    """
+    values, top = scores.topk(k, dim=1)  # (B, k)
+    kth = values[:, -1:]  # (B, 1)
+    crowded = (scores == kth).sum(dim=1) > (values == kth).sum(dim=1)  # more K-th scores than places
+    rows = torch.nonzero(crowded).squeeze(1)
+    if rows.numel():
+        sub, sub_kth = scores[rows], kth[rows]
+        above = sub > sub_kth
+        at = sub == sub_kth
+        places = k - above.sum(dim=1, keepdim=True)  # how many of the tied items fit
+        chosen = above | (at & (at.cumsum(dim=1) <= places))  # exactly k per row, lowest indices first
+        top[rows] = torch.nonzero(chosen)[:, 1].view(-1, k)
+    top = top.sort(dim=1).values  # by index ...
+    order = scores.gather(1, top).sort(dim=1, descending=True, stable=True).indices  # ... then by score
+    return top.gather(1, order)
+
+
+@torch.no_grad()
 def ranking_hits(scores, heldout, exclude, k):
     """scores: (B, n_items) -> hits (B, k) float and n_relevant (B,) for the batch's users.
 
@@ -42,7 +66,7 @@ def ranking_hits(scores, heldout, exclude, k):
     n_items = scores.shape[1]
     row, col = _csr_rows_to_torch(exclude, device)
     scores[row, col] = float("-inf")
-    top = scores.topk(min(k, n_items), dim=1).indices  # (B, k')
+    top = top_k_items(scores, min(k, n_items))  # (B, k')
     # Held-out (row, item) pairs as sorted keys row * n_items + item; a hit is a key found.
     row, col = _csr_rows_to_torch(heldout, device)
     keys = row * n_items + col  # sorted: CSR order
