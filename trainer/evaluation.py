@@ -37,20 +37,22 @@ def top_k_items(scores, k):
     """(B, n_items) scores -> (B, k) item indices, highest score first; equal scores are ranked by
     lower item index, so the result (and every metric) does not depend on topk's tie order.
 
-    One topk, plus one comparison pass to find the rows where a tie straddles the K-th place;
-    only those rows are resolved exactly.
+    One topk of k + 1: where the (k+1)-th score equals the k-th, a tie straddles the K-th place,
+    and only those rows are resolved exactly.
     """
-    values, top = scores.topk(k, dim=1)  # (B, k)
-    kth = values[:, -1:]  # (B, 1)
-    crowded = (scores == kth).sum(dim=1) > (values == kth).sum(dim=1)  # more K-th scores than places
-    rows = torch.nonzero(crowded).squeeze(1)
-    if rows.numel():
-        sub, sub_kth = scores[rows], kth[rows]
-        above = sub > sub_kth
-        at = sub == sub_kth
-        places = k - above.sum(dim=1, keepdim=True)  # how many of the tied items fit
-        chosen = above | (at & (at.cumsum(dim=1) <= places))  # exactly k per row, lowest indices first
-        top[rows] = torch.nonzero(chosen)[:, 1].view(-1, k)
+    n_items = scores.shape[1]
+    values, top = scores.topk(min(k + 1, n_items), dim=1)  # (B, k+1)
+    if values.shape[1] > k:
+        kth = values[:, k - 1 : k]  # (B, 1)
+        rows = torch.nonzero(values[:, k] == kth[:, 0]).squeeze(1)  # a tie across the K-th place
+        top = top[:, :k]
+        if rows.numel():
+            sub, sub_kth = scores[rows], kth[rows]
+            above = sub > sub_kth
+            at = sub == sub_kth
+            places = k - above.sum(dim=1, keepdim=True)  # how many of the tied items fit
+            chosen = above | (at & (at.cumsum(dim=1) <= places))  # exactly k per row, lowest indices first
+            top[rows] = torch.nonzero(chosen)[:, 1].view(-1, k)
     top = top.sort(dim=1).values  # by index ...
     order = scores.gather(1, top).sort(dim=1, descending=True, stable=True).indices  # ... then by score
     return top.gather(1, order)
