@@ -61,8 +61,11 @@ def _load(path):
         )
 
 
-def cached_dataset(files, preparation, build):
-    """Load the prepared data set for (files, preparation) from the cache, or build and store it."""
+def cached_dataset(files, preparation, build, enabled=True):
+    """Load the prepared data set for (files, preparation) from the cache, or build and store it.
+    With enabled=False, just build it."""
+    if not enabled:
+        return build()
     folder = Path(files[0]).parent / ".prepared"
     path = folder / f"{cache_key(files, preparation)}.npz"
     if path.is_file():

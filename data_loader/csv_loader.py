@@ -7,7 +7,7 @@ import pandas as pd
 
 from base.base_data_loader import BaseDataLoader
 from data_loader.cache import cached_dataset
-from data_loader.preparation import check_preparation, prepare
+from data_loader.preparation import preparation_args, prepare
 from utils.errors import ConfigError, DataError
 
 
@@ -74,21 +74,13 @@ class CSVDataLoader(BaseDataLoader):
         eval_batch_size=1024,
         seed=0,
     ):
-        check_preparation(min_rating, k_core, split, test_fraction, valid_fraction)
+        self.preparation = preparation_args(min_rating, k_core, split, test_fraction, valid_fraction, split_seed)
         if split != "random" and time_col is None:
             raise ConfigError(f"data_loader.args.split = {split!r} needs data_loader.args.time_col")
         if min_rating is not None and rating_col is None:
             raise ConfigError("data_loader.args.min_rating needs data_loader.args.rating_col (or min_rating: null)")
         self.path, self.sep = Path(data_dir) / path, sep  # an absolute `path` stays as it is
         self.columns = (user_col, item_col, rating_col, time_col)
-        self.preparation = {
-            "min_rating": min_rating,
-            "k_core": k_core,
-            "split": split,
-            "test_fraction": test_fraction,
-            "valid_fraction": valid_fraction,
-            "split_seed": split_seed,
-        }
         self.cache = cache
         super().__init__(batch_size, sampling, eval_batch_size, seed)
 
@@ -97,7 +89,5 @@ class CSVDataLoader(BaseDataLoader):
             frame = read_interactions(self.path, self.sep, *self.columns)
             return prepare(frame, str(self.path), **self.preparation)
 
-        if not self.cache:
-            return build()
         key = {**self.preparation, "sep": self.sep, "columns": self.columns}
-        return cached_dataset([self.path], key, build)
+        return cached_dataset([self.path], key, build, enabled=self.cache)

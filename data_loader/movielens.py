@@ -13,7 +13,7 @@ import pandas as pd
 from base.base_data_loader import BaseDataLoader
 from data_loader.cache import cached_dataset
 from data_loader.download import fetch_archive
-from data_loader.preparation import check_preparation, prepare
+from data_loader.preparation import preparation_args, prepare
 from data_loader.tables import read_table
 from utils.errors import ConfigError, DataError
 
@@ -154,16 +154,8 @@ class MovieLensDataLoader(BaseDataLoader):
             raise ConfigError(
                 f"data_loader.args.release: unknown release '{release}' (available: {', '.join(RELEASES)})"
             )
-        check_preparation(min_rating, k_core, split, test_fraction, valid_fraction)
+        self.preparation = preparation_args(min_rating, k_core, split, test_fraction, valid_fraction, split_seed)
         self.data_dir, self.release = Path(data_dir), release
-        self.preparation = {
-            "min_rating": min_rating,
-            "k_core": k_core,
-            "split": split,
-            "test_fraction": test_fraction,
-            "valid_fraction": valid_fraction,
-            "split_seed": split_seed,
-        }
         self.download, self.cache = download, cache
         super().__init__(batch_size, sampling, eval_batch_size, seed)
 
@@ -200,6 +192,4 @@ class MovieLensDataLoader(BaseDataLoader):
             titles, genres = read_items(folder, release)
             return prepare(frame, str(ratings_path), titles=titles, genres=genres, **self.preparation)
 
-        if not self.cache:
-            return build()
-        return cached_dataset([ratings_path, folder / release.items], self.preparation, build)
+        return cached_dataset([ratings_path, folder / release.items], self.preparation, build, enabled=self.cache)

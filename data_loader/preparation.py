@@ -23,8 +23,9 @@ def check_fraction(key, value):
         raise ConfigError(f"data_loader.args.{key}: expected a number in [0, 1), got {value!r}")
 
 
-def check_preparation(min_rating, k_core, split, test_fraction, valid_fraction):
-    """Validate the preparation arguments before any file is read."""
+def preparation_args(min_rating, k_core, split, test_fraction, valid_fraction, split_seed):
+    """Check the preparation arguments before any file is read; return them as the dict that
+    `prepare` takes (and the cache key includes)."""
     if min_rating is not None and (not isinstance(min_rating, (int, float)) or isinstance(min_rating, bool)):
         raise ConfigError(f"data_loader.args.min_rating: expected a number or null, got {min_rating!r}")
     if not isinstance(k_core, int) or isinstance(k_core, bool) or k_core < 0:
@@ -33,6 +34,14 @@ def check_preparation(min_rating, k_core, split, test_fraction, valid_fraction):
         raise ConfigError(f"data_loader.args.split: expected one of {', '.join(SPLITS)}, got {split!r}")
     check_fraction("test_fraction", test_fraction)
     check_fraction("valid_fraction", valid_fraction)
+    return {
+        "min_rating": min_rating,
+        "k_core": k_core,
+        "split": split,
+        "test_fraction": test_fraction,
+        "valid_fraction": valid_fraction,
+        "split_seed": split_seed,
+    }
 
 
 def k_core_filter(frame, k):

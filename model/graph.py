@@ -6,11 +6,14 @@ node u is user u, node n_users + i is item i.
 
 import math
 import warnings
+from abc import abstractmethod
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn as nn
+
+from base.base_model import BaseModel
 
 ADJACENCY_MODES = ("symmetric", "mean")
 
@@ -145,3 +148,35 @@ class SparseGraph(nn.Module):
     def to_dense(self, values=None):
         values = self.values if values is None else values
         return _csr(self.crow, self.col, values, self.shape).to_dense()
+
+
+class PropagationModel(BaseModel):
+    """A model whose scores come from one propagation over the whole graph: subclasses implement
+    `propagate() -> (user_all (n_users, D), item_all (n_items, D))` and `forward`.
+
+    In eval mode one propagation serves every evaluation batch; it is recomputed after any
+    train()/eval() switch or load_state_dict.
+    """
+
+    _cache = None
+
+    @abstractmethod
+    def propagate(self):
+        """All users' and items' final representations."""
+
+    def full_scores(self, users):
+        if self.training:
+            user_all, item_all = self.propagate()
+        else:
+            if self._cache is None:
+                self._cache = self.propagate()
+            user_all, item_all = self._cache
+        return torch.index_select(user_all, 0, users) @ item_all.T  # (B, n_items)
+
+    def train(self, mode=True):
+        self._cache = None
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        self._cache = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)

@@ -8,12 +8,11 @@ with L = D^-1/2 A D^-1/2. Regularised on the layer-0 embeddings, as the authors'
 import torch
 import torch.nn as nn
 
-from base.base_model import BaseModel
-from model.graph import SparseGraph, normalized_adjacency
+from model.graph import PropagationModel, SparseGraph, normalized_adjacency
 from utils.errors import ConfigError
 
 
-class LightGCN(BaseModel):
+class LightGCN(PropagationModel):
     """embed_dim: d. n_layers: propagation steps. init_std: std of the normal initialisation
     (0.1 in the authors' code). edge_dropout: share of L's non-zeros dropped per step (0 = off,
     the authors' default)."""
@@ -29,7 +28,6 @@ class LightGCN(BaseModel):
         self.embedding = nn.Embedding(self.n_users + self.n_items, embed_dim)  # users, then items
         nn.init.normal_(self.embedding.weight, std=init_std)
         self.graph = SparseGraph(normalized_adjacency(dataset.train, "symmetric"))
-        self._cache = None
 
     def final_embeddings(self):
         """(N, d): the mean of the layer embeddings, N = n_users + n_items."""
@@ -56,20 +54,3 @@ class LightGCN(BaseModel):
             "neg_scores": (u * n).sum(dim=1),
             "l2": torch.index_select(self.embedding.weight, 0, nodes).pow(2).sum() / 2,
         }
-
-    def full_scores(self, users):
-        if self.training:
-            user_all, item_all = self.propagate()
-        else:
-            if self._cache is None:
-                self._cache = self.propagate()
-            user_all, item_all = self._cache
-        return torch.index_select(user_all, 0, users) @ item_all.T  # (B, n_items)
-
-    def train(self, mode=True):
-        self._cache = None
-        return super().train(mode)
-
-    def load_state_dict(self, state_dict, strict=True, assign=False):
-        self._cache = None
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)

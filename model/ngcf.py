@@ -13,15 +13,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from base.base_model import BaseModel
-from model.graph import ADJACENCY_MODES, SparseGraph, keep_mask, normalized_adjacency
+from model.graph import ADJACENCY_MODES, PropagationModel, SparseGraph, keep_mask, normalized_adjacency
 from utils.errors import ConfigError
 
 ACTIVATIONS = ("sum", "separate")
 L2_TARGETS = ("embedding", "final")
 
 
-class NGCF(BaseModel):
+class NGCF(PropagationModel):
     """NGCF sized from the data set.
 
     embed_dim: d of the layer-0 embeddings. layers: output size of each propagation layer.
@@ -73,7 +72,6 @@ class NGCF(BaseModel):
         self.w2 = nn.ModuleList(nn.Linear(d_in, d_out, bias=bias) for d_in, d_out in zip(dims, dims[1:]))
         self.message_dropout = message_dropout
         self.graph = SparseGraph(normalized_adjacency(dataset.train, adjacency))  # built once
-        self._cache = None  # (user_all, item_all) while in eval mode
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -135,20 +133,3 @@ class NGCF(BaseModel):
             "neg_scores": (u * n).sum(dim=1),  # (B,)
             "l2": reg.pow(2).sum() / 2,
         }
-
-    def full_scores(self, users):
-        if self.training:
-            user_all, item_all = self.propagate()
-        else:  # one propagation serves every evaluation batch
-            if self._cache is None:
-                self._cache = self.propagate()
-            user_all, item_all = self._cache
-        return torch.index_select(user_all, 0, users) @ item_all.T  # (B, n_items)
-
-    def train(self, mode=True):
-        self._cache = None
-        return super().train(mode)
-
-    def load_state_dict(self, state_dict, strict=True, assign=False):
-        self._cache = None
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)

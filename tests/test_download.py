@@ -41,7 +41,7 @@ def server():
             self.wfile.write(body[: len(body) // 2] if self.path.startswith("/drop") else body)
 
         def log_message(self, *args):
-            pass
+            """Quiet: no request lines on stderr."""
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
