@@ -95,14 +95,20 @@ class NGCF(PropagationModel):
             side = self.graph(ego, weights)  # (N, d) = L E
             first = side + ego if self.adjacency == "symmetric" else side  # (L + I) E; 'mean' has I inside
             second = side * ego  # (L E) ⊙ E
+            dropout = self.message_dropout if self.training else 0.0
             if self.activation == "sum":
-                # eq. 7: first W1 + second W2, the second product accumulated into the first (addmm)
+                # eq. 7: first W1 + second W2, the second product accumulated into the first (addmm).
+                # Message dropout's 1/(1-p) rides on the product (LeakyReLU(s z) = s LeakyReLU(z), s > 0),
+                # so dropping is one masking pass.
+                scale = 1.0 / (1.0 - dropout)
                 summed = F.linear(first, w1.weight, None if w1.bias is None else w1.bias + w2.bias)
-                summed = torch.addmm(summed, second, w2.weight.T)  # (N, d_out)
+                summed = torch.addmm(summed, second, w2.weight.T, beta=scale, alpha=scale)  # (N, d_out)
                 ego = F.leaky_relu(summed, self.leaky_slope, inplace=True)
+                if dropout > 0:
+                    ego = torch.where(keep_mask(ego.shape, dropout, ego.device), ego, 0.0)
             else:
                 ego = F.leaky_relu(w1(first), self.leaky_slope) + F.leaky_relu(w2(second), self.leaky_slope)
-            ego = self._message_dropout(ego)  # (N, d_out)
+                ego = self._message_dropout(ego)  # (N, d_out)
             outputs.append(F.normalize(ego, dim=1) if self.normalize_layers else ego)
         return outputs
 

@@ -143,6 +143,21 @@ def test_dropouts_are_on_in_training_and_off_in_eval():
     torch.testing.assert_close(no_dropout.full_scores(users), model.full_scores(users))
 
 
+def test_message_dropout_is_standard_dropout():
+    """Each entry of a layer's output is either dropped (0) or its eval value scaled by 1/(1-p)."""
+    ds = small_dataset(n_users=60, n_items=80, empty_user=False, empty_item=False)
+    model = NGCF(ds, embed_dim=16, layers=[16], node_dropout=0.0, message_dropout=0.3)
+    model.eval()
+    with torch.no_grad():
+        reference = model.layers()[1]
+        model.train()
+        torch.manual_seed(0)
+        out = model.layers()[1]
+    dropped = out == 0
+    assert abs(dropped.float().mean().item() - 0.3) < 0.03  # 2,240 entries: ~4 standard deviations
+    torch.testing.assert_close(out[~dropped], reference[~dropped] / 0.7)
+
+
 @pytest.mark.parametrize(
     "option,value", [("adjacency", "mean"), ("activation", "separate"), ("normalize_layers", True), ("bias", True)]
 )
