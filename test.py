@@ -16,10 +16,10 @@ import torch
 from data_loader import DATA_LOADERS
 from logger.logger import get_logger, setup_logging
 from model import METRICS, MODELS
-from trainer.evaluation import evaluate, parse_metrics, top_k_items
-from utils.checkpoint import load_checkpoint
+from trainer.evaluation import evaluate, parse_metrics, rank_out, top_k_items
+from utils.checkpoint import load_checkpoint, load_weights
 from utils.cli import run_main
-from utils.errors import CheckpointError, ConfigError
+from utils.errors import ConfigError
 from utils.parse_config import ConfigParser
 from utils.util import keep_freed_memory, resolve_device, write_json
 
@@ -47,11 +47,7 @@ def export_topk(model, dataset, k, path, device, batch_size=1024):
     for start in range(0, dataset.n_users, batch_size):
         users = np.arange(start, min(start + batch_size, dataset.n_users))
         scores = model.full_scores(torch.from_numpy(users).to(device)).float()  # (B, n_items)
-        rows = known[users]
-        row = torch.repeat_interleave(
-            torch.arange(len(users), device=device), torch.from_numpy(np.diff(rows.indptr)).to(device)
-        )
-        scores[row, torch.from_numpy(rows.indices.astype(np.int64)).to(device)] = float("-inf")
+        rank_out(scores, known[users])
         top = top_k_items(scores, k)  # (B, k), ties by lower item index
         users_out.append(np.repeat(users, k))
         items_out.append(top.cpu().numpy().ravel())
@@ -85,15 +81,7 @@ def main(args):
     data = config.init_obj("data_loader", DATA_LOADERS, seed=config["seed"])
     logger.info(f"Data: {data.dataset.summary()}")
     model = config.init_obj("arch", MODELS, dataset=data.dataset)
-    if checkpoint["arch"] != type(model).__name__:
-        raise CheckpointError(
-            f"{args.resume}: holds a {checkpoint['arch']} model, but arch.type is {type(model).__name__}"
-        )
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as e:
-        detail = "; ".join(line.strip() for line in str(e).splitlines()[1:4])
-        raise CheckpointError(f"{args.resume}: the weights do not fit the configured model ({detail})") from None
+    load_weights(model, checkpoint, args.resume)
     model = model.to(device).eval()
 
     loader = data.split_test() if args.split == "test" else data.split_validation()

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 
 from logger.logger import get_logger
 from utils import distributed
-from utils.checkpoint import rng_state, save_checkpoint, set_rng_state
+from utils.checkpoint import load_weights, rng_state, save_checkpoint, set_rng_state
 from utils.errors import CheckpointError, ConfigError
 
 TRAINER_KEYS = {"type", "epochs", "save_dir", "save_period", "keep_last", "eval_period", "monitor", "early_stop", "amp"}
@@ -190,15 +190,7 @@ class BaseTrainer(ABC):
 
     def _resume_checkpoint(self, checkpoint, path):
         self.logger.info(f"Resuming from checkpoint: {path} ...")
-        if checkpoint["arch"] != type(self.module).__name__:
-            raise CheckpointError(
-                f"{path}: holds a {checkpoint['arch']} model, but arch.type is {type(self.module).__name__}"
-            )
-        try:
-            self.module.load_state_dict(checkpoint["state_dict"])
-        except RuntimeError as e:
-            detail = "; ".join(line.strip() for line in str(e).splitlines()[1:4])
-            raise CheckpointError(f"{path}: the weights do not fit the configured model ({detail})") from None
+        load_weights(self.module, checkpoint, path)
         if self.optimizer is not None and checkpoint.get("optimizer") is not None:
             try:
                 self.optimizer.load_state_dict(checkpoint["optimizer"])

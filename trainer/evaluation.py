@@ -32,6 +32,13 @@ def _csr_rows_to_torch(rows, device):
     return row, torch.from_numpy(rows.indices.astype("int64")).to(device)
 
 
+def rank_out(scores, rows):
+    """Set to -inf, in place, the items of `rows` (CSR (B, n_items)) in scores (B, n_items)."""
+    row, col = _csr_rows_to_torch(rows, scores.device)
+    scores[row, col] = float("-inf")
+    return scores
+
+
 @torch.no_grad()
 def top_k_items(scores, k):
     """(B, n_items) scores -> (B, k) item indices, highest score first; equal scores are ranked by
@@ -66,8 +73,7 @@ def ranking_hits(scores, heldout, exclude, k):
     """
     device = scores.device
     n_items = scores.shape[1]
-    row, col = _csr_rows_to_torch(exclude, device)
-    scores[row, col] = float("-inf")
+    rank_out(scores, exclude)
     top = top_k_items(scores, min(k, n_items))  # (B, k')
     # Held-out (row, item) pairs as sorted keys row * n_items + item; a hit is a key found.
     row, col = _csr_rows_to_torch(heldout, device)

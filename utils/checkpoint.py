@@ -55,6 +55,17 @@ def load_checkpoint(path, map_location="cpu"):
     return state
 
 
+def load_weights(model, checkpoint, path):
+    """Put a checkpoint's weights into `model`; a different architecture or shapes is a CheckpointError."""
+    if checkpoint["arch"] != type(model).__name__:
+        raise CheckpointError(f"{path}: holds a {checkpoint['arch']} model, but arch.type is {type(model).__name__}")
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as e:
+        detail = "; ".join(line.strip() for line in str(e).splitlines()[1:4])
+        raise CheckpointError(f"{path}: the weights do not fit the configured model ({detail})") from None
+
+
 def rng_state():
     """The random state of Python, NumPy's global generator and torch, as plain data and tensors."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
