@@ -86,7 +86,7 @@ def main(args):
         args.config = None
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     config = ConfigParser.from_args(args, checkpoint_config=checkpoint["config"] if checkpoint else None)
-    resolve_device(args.device)
+    resolve_device(args.device)  # only to reject a missing device now; each rank resolves its own below
     check_names(config)
 
     # Act: the process group (under torchrun), the run folder, logging and tracking start here.
