@@ -54,16 +54,20 @@ def _csr(crow, col, values, shape):
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
-def keep_mask(shape, p, device=None):
-    """Bool mask with each entry True with probability 1 - p (p in steps of 1/65536).
+def keep_mask(shape, p, device=None, dtype=torch.bool):
+    """Mask with each entry kept (True, or 1.0 for a float dtype) with probability 1 - p (p in steps of 1/65536).
 
     Torch's CPU generator costs about the same per number whatever its width, so one 64-bit
     draw gives four 16-bit uniforms: about 3x cheaper than torch.rand for a dropout mask.
+    A float mask costs less to make and to multiply by than a bool one (no conversion on the way).
     """
     numel = math.prod(shape)
     words = torch.randint(-(2**63), 2**63 - 1, (-(-numel // 4),), dtype=torch.int64, device=device)
     uniform16 = words.view(torch.int16)[:numel].view(shape)  # uniform on [-32768, 32767]
-    return uniform16 >= round(p * 65536) - 32768
+    threshold = round(p * 65536) - 32768
+    if dtype == torch.bool:
+        return uniform16 >= threshold
+    return torch.ge(uniform16, threshold, out=torch.empty(shape, dtype=dtype, device=device))
 
 
 def _spmm(a, x):
@@ -129,20 +133,25 @@ class SparseGraph(nn.Module):
 
     def dropout_values(self, p):
         """Values with a fraction p of the entries zeroed and the rest scaled by 1 / (1 - p)."""
-        return self.values * keep_mask((self.nnz,), p, self.values.device) / (1.0 - p)
+        keep = keep_mask((self.nnz,), p, self.values.device, self.values.dtype)
+        return keep.mul_(self.values).mul_(1.0 / (1.0 - p))
 
     def dropout(self, p):
         """(values, values of A^T) for one training step, with a share p of the entries dropped.
         Computed once per step and shared by every layer."""
         values = self.dropout_values(p)
-        return values, torch.index_select(values, 0, self.perm_t)
+        return values, self.transposed_values(values)
+
+    def transposed_values(self, values):
+        """The values of A^T in its CSR order, for A with these values."""
+        if values is self.values and self.symmetric:
+            return values
+        return torch.index_select(values, 0, self.perm_t)
 
     def forward(self, x, weights=None):
         if weights is None:
-            values = self.values
-            values_t = values if self.symmetric else torch.index_select(values, 0, self.perm_t)
-        else:
-            values, values_t = weights
+            weights = self.values, self.transposed_values(self.values)
+        values, values_t = weights
         return _SpMM.apply(x, values, values_t, self)
 
     def to_dense(self, values=None):

@@ -13,11 +13,98 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.graph import ADJACENCY_MODES, PropagationModel, SparseGraph, keep_mask, normalized_adjacency
+from model.graph import ADJACENCY_MODES, PropagationModel, SparseGraph, _csr, _spmm, keep_mask, normalized_adjacency
 from utils.errors import ConfigError
 
 ACTIVATIONS = ("sum", "separate")
 L2_TARGETS = ("embedding", "final")
+
+
+class _SumPropagation(torch.autograd.Function):
+    """Eq. 7 ('sum' activation) through every layer, with node and message dropout, and a
+    backward written out by hand. Returns (E^(0), ..., E^(L)) at the rows `nodes`, each
+    (len(nodes), d_l); with nodes None, (E^(1), ..., E^(L)) whole, each (N, d_l).
+
+    One layer, with A the Laplacian (node dropout already in its values) and keep the message
+    dropout mask (0 or 1 per entry):
+        side = A E      first = side + E ('symmetric'; 'mean' has the I inside A: first = side)
+        second = side ⊙ E      z = [first | second] [W1 | W2]ᵀ + b      out = LeakyReLU(z) ⊙ keep
+    (one product for both terms: [first | second] is (N, 2d), [W1 | W2] is (d_out, 2d)),
+    and back, from g = ∂loss/∂out (the next layer's gradient plus the gathered rows'):
+        g_z = LeakyReLU'(z) ⊙ keep ⊙ g
+        ∂[W1 | W2] = g_zᵀ [first | second]      ∂b = Σ_rows g_z
+        [G1 | G2] = g_z [W1 | W2]
+        ∂side = G1 + G2 ⊙ E
+        ∂E = G1 ('symmetric' only) + G2 ⊙ side + Aᵀ ∂side
+    This is what autograd computes, with half the passes over (N, d) arrays around the products:
+    one gradient buffer per layer, the sums fused into addcmul and into the sparse product, and
+    the gathered rows' gradient added in place instead of through a zero-filled (N, d) array
+    (on Gowalla's 70k nodes those passes were a third of a step). tests/test_ngcf.py checks the
+    gradients against autograd's. The propagation runs in float32 under bf16 autocast.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(ctx, nodes, ego, values, values_t, graph, adjacency, slope, dropout, *params):
+        ctx.set_materialize_grads(False)
+        a = _csr(graph.crow, graph.col, values, graph.shape)
+        outputs, saved = [ego], []
+        for weight, bias in zip(params[0::2], params[1::2]):  # [W1 | W2]: (d_out, 2 d_in), b: (d_out,)
+            d = ego.shape[1]
+            side = _spmm(a, ego)  # (N, d)
+            inputs = ego.new_empty(ego.shape[0], 2 * d)  # [first | second]: one product for both terms
+            if adjacency == "symmetric":
+                torch.add(side, ego, out=inputs[:, :d])
+            else:
+                inputs[:, :d] = side
+            torch.mul(side, ego, out=inputs[:, d:])
+            out = F.leaky_relu_(F.linear(inputs, weight, bias), slope)  # (N, d_out)
+            keep = None
+            if dropout > 0:
+                keep = keep_mask(out.shape, dropout, out.device, out.dtype)
+                out.mul_(keep)
+            saved.append((ego, side, inputs, keep, out))
+            outputs.append(out)
+            ego = out
+        ctx.graph, ctx.values_t, ctx.adjacency, ctx.slope = graph, values_t, adjacency, slope
+        ctx.nodes, ctx.saved, ctx.params = nodes, saved, params
+        if nodes is None:
+            return tuple(outputs[1:])
+        return tuple(torch.index_select(layer, 0, nodes) for layer in outputs)
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, *grads):
+        graph, nodes = ctx.graph, ctx.nodes
+        a_t = _csr(graph.crow_t, graph.col_t, ctx.values_t, graph.shape)
+        if nodes is None:
+            grads = (None, *grads)  # E^(0) itself was not returned
+
+        def add_rows(g, grad, like):
+            """g + the gradient reaching a layer from the returned rows (g: ours to change, or None)."""
+            if grad is None:
+                return torch.zeros_like(like) if g is None else g
+            if nodes is None:
+                return grad if g is None else g.add_(grad)
+            return (torch.zeros_like(like) if g is None else g).index_add_(0, nodes, grad)
+
+        g, param_grads = None, []
+        for layer in reversed(range(len(ctx.saved))):
+            ego, side, inputs, keep, out = ctx.saved[layer]
+            weight, bias = ctx.params[2 * layer : 2 * layer + 2]
+            g = add_rows(g, grads[layer + 1], out)  # ∂loss/∂out, (N, d_out)
+            g_z = torch.ops.aten.leaky_relu_backward(g, out, ctx.slope, True)  # out has z's sign where kept
+            if keep is not None:
+                g_z.mul_(keep)
+            param_grads[:0] = [g_z.T @ inputs, None if bias is None else g_z.sum(dim=0)]  # ∂[W1 | W2], ∂b
+            g_inputs = g_z @ weight  # (N, 2d) = [G1 | G2]
+            d = ego.shape[1]
+            g1, g2 = g_inputs[:, :d], g_inputs[:, d:]
+            g_side = torch.addcmul(g1, g2, ego)
+            g = g1.addcmul_(g2, side) if ctx.adjacency == "symmetric" else g2.mul_(side)
+            g = torch.addmm(g, a_t, g_side)  # + Aᵀ ∂side, (N, d)
+        g = add_rows(g, grads[0], ctx.saved[0][0])
+        return (None, g, None, None, None, None, None, None, *param_grads)
 
 
 class NGCF(PropagationModel):
@@ -84,56 +171,57 @@ class NGCF(PropagationModel):
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
 
-    def layers(self):
-        """[E^(0), E^(1), ..., E^(L)], each (N, d_l), N = n_users + n_items (eq. 7 per layer)."""
-        ego = self.embedding.weight  # (N, d0)
+    def layers(self, nodes=None):
+        """[E^(0), E^(1), ..., E^(L)] at the rows `nodes` (all N = n_users + n_items rows when None):
+        each (len(nodes), d_l), eq. 7 per layer."""
         weights = None  # node dropout: one draw per step, shared by the layers
         if self.training and self.node_dropout > 0:
             weights = self.graph.dropout(self.node_dropout)
+        dropout = self.message_dropout if self.training else 0.0
+        if self.activation == "sum":
+            # Message dropout's 1/(1-p) rides on the parameters: LeakyReLU(s z) = s LeakyReLU(z) for s > 0.
+            scale = 1.0 / (1.0 - dropout)
+            params = []
+            for w1, w2 in zip(self.w1, self.w2):
+                bias = None if w1.bias is None else (w1.bias + w2.bias) * scale
+                params += [torch.cat([w1.weight, w2.weight], dim=1) * scale, bias]
+            if weights is None:
+                weights = self.graph.values, self.graph.transposed_values(self.graph.values)
+            ego = self.embedding.weight  # (N, d0)
+            layers = _SumPropagation.apply(
+                nodes, ego, *weights, self.graph, self.adjacency, self.leaky_slope, dropout, *params
+            )
+            return [ego, *layers] if nodes is None else list(layers)
+        ego = self.embedding.weight  # (N, d0)
         outputs = [ego]
         for w1, w2 in zip(self.w1, self.w2):
             side = self.graph(ego, weights)  # (N, d) = L E
             first = side + ego if self.adjacency == "symmetric" else side  # (L + I) E; 'mean' has I inside
-            second = side * ego  # (L E) ⊙ E
-            dropout = self.message_dropout if self.training else 0.0
-            if self.activation == "sum":
-                # eq. 7: first W1 + second W2, the second product accumulated into the first (addmm).
-                # Message dropout's 1/(1-p) rides on the product (LeakyReLU(s z) = s LeakyReLU(z), s > 0),
-                # so dropping is one masking pass.
-                scale = 1.0 / (1.0 - dropout)
-                summed = F.linear(first, w1.weight, None if w1.bias is None else w1.bias + w2.bias)
-                summed = torch.addmm(summed, second, w2.weight.T, beta=scale, alpha=scale)  # (N, d_out)
-                ego = F.leaky_relu(summed, self.leaky_slope, inplace=True)
-                if dropout > 0:
-                    ego = torch.where(keep_mask(ego.shape, dropout, ego.device), ego, 0.0)
-            else:
-                ego = F.leaky_relu(w1(first), self.leaky_slope) + F.leaky_relu(w2(second), self.leaky_slope)
-                ego = self._message_dropout(ego)  # (N, d_out)
-            outputs.append(F.normalize(ego, dim=1) if self.normalize_layers else ego)
-        return outputs
+            ego = F.leaky_relu(w1(first), self.leaky_slope) + F.leaky_relu(w2(side * ego), self.leaky_slope)
+            if dropout > 0:
+                ego = ego * (keep_mask(ego.shape, dropout, ego.device, ego.dtype) / (1.0 - dropout))  # (N, d_out)
+            outputs.append(ego)
+        return outputs if nodes is None else [torch.index_select(layer, 0, nodes) for layer in outputs]
 
     def propagate(self):
         """All nodes' final representations e* = e^(0) || ... || e^(L): (n_users, D), (n_items, D)."""
-        final = torch.cat(self.layers(), dim=1)  # (N, D)
+        final = self._concatenate(self.layers())  # (N, D)
         return final[: self.n_users], final[self.n_users :]
 
-    def _message_dropout(self, x):
-        """Standard (inverted) dropout, with a mask from `keep_mask` (cheaper than bernoulli_ on CPU)."""
-        if not self.training or self.message_dropout == 0:
-            return x
-        keep = keep_mask(x.shape, self.message_dropout, x.device)
-        scale = keep.to(x.dtype).mul_(1.0 / (1.0 - self.message_dropout))
-        return x * scale  # one product forward, one backward
+    def _concatenate(self, layers):
+        """e* = e^(0) || ... || e^(L); with normalize_layers, each propagated layer L2-normalised first."""
+        if self.normalize_layers:
+            layers = layers[:1] + [F.normalize(layer, dim=1) for layer in layers[1:]]
+        return torch.cat(layers, dim=1)
 
     def forward(self, users, pos_items, neg_items):
-        # Only the batch's rows of e* are needed: gather them from each layer with one index, so the
-        # backward scatters into (N, d_l) once per layer instead of building dense (N, D) gradients.
+        # Only the batch's rows of e* are needed: each layer is gathered at them once, and the
+        # backward scatters their gradient into (N, d_l) once per layer.
         nodes = torch.cat([users, self.n_users + pos_items, self.n_users + neg_items])  # (3B,)
-        layers = self.layers()
-        rows = torch.cat([torch.index_select(layer, 0, nodes) for layer in layers], dim=1)  # (3B, D)
+        layers = self.layers(nodes)  # (3B, d_l) each
+        rows = self._concatenate(layers)  # (3B, D)
         u, p, n = rows.split(len(users))  # (B, D) each
-        # the paper regularises e^(0) of the batch, which is the first d0 columns of the rows
-        reg = rows[:, : layers[0].shape[1]] if self.l2_on == "embedding" else rows
+        reg = layers[0] if self.l2_on == "embedding" else rows  # the paper regularises e^(0) of the batch
         return {
             "pos_scores": (u * p).sum(dim=1),  # (B,)
             "neg_scores": (u * n).sum(dim=1),  # (B,)

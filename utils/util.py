@@ -83,6 +83,6 @@ def keep_freed_memory():
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    ok = libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)  # glibc's maximum: blocks up to 32 MB from the heap
+    m_trim_threshold, m_mmap_max = -1, -4
+    ok = libc.mallopt(m_mmap_max, 0)  # every block from the heap, none mmapped (and unmapped on free)
     return bool(ok and libc.mallopt(m_trim_threshold, 1 << 30))
