@@ -33,6 +33,20 @@ def timed(fn, repeat=1):
     return statistics.median(times)
 
 
+def timed_pair(fn, reference, repeat):
+    """Medians of `repeat` calls of fn and of reference, called alternately (after one warm-up call
+    each), so that a change in the machine's speed during the run affects both alike."""
+    fn()
+    reference()
+    times, reference_times = [], []
+    for _ in range(repeat):
+        for f, out in ((fn, times), (reference, reference_times)):
+            start = time.perf_counter()
+            f()
+            out.append(time.perf_counter() - start)
+    return statistics.median(times), statistics.median(reference_times)
+
+
 def load(dataset, data_dir):
     """The template's way: a data loader (files -> splits) and the normalised adjacency."""
     from data_loader.benchmark import BenchmarkDataLoader
@@ -78,9 +92,8 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
         optimizer.step()
 
     model.train()
-    repeat = 7 if dataset == "gowalla" else 30
-    step_s = timed(step, repeat)
-    step_floor_s = timed(floor.step_ops(model, model_name), repeat)
+    repeat = 9 if dataset == "gowalla" else 30
+    step_s, step_floor_s = timed_pair(step, floor.step_ops(model, model_name), repeat)
 
     n_batches = len(loader)
     if dataset == "gowalla":  # a fixed number of steps, scaled to the epoch's batch count
@@ -93,8 +106,11 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     metrics = parse_metrics(["recall@20", "ndcg@20", "precision@20", "hit@20"], METRICS)
     test = loader.split_test()
     model.eval()
-    eval_s = timed(lambda: (model.train(False), evaluate(model, test, metrics, "cpu")))
-    eval_floor_s = timed(lambda: floor.evaluation(model, test))
+    eval_s, eval_floor_s = timed_pair(
+        lambda: (model.train(False), evaluate(model, test, metrics, "cpu")),  # train(False): propagate again
+        lambda: floor.evaluation(model, test),
+        1 if dataset == "gowalla" else 5,
+    )
     # Peak memory of the template's own work, read before the baselines allocate theirs.
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

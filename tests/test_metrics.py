@@ -61,14 +61,18 @@ def plain_metrics(scores, heldout, exclude, k):
     return {name: np.array(values) for name, values in out.items()}
 
 
+@pytest.mark.parametrize("item_major", [False, True])
+@pytest.mark.parametrize("n_items", [50, 16037])
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("k", [1, 5, 20, 60])
-def test_vectorised_equals_plain(k, ties):
+def test_vectorised_equals_plain(k, ties, n_items, item_major):
     """Random scores, with and without ties (then only 4 distinct values), users with fewer and
     more than K relevant items, K beyond the number of candidates (60 > 50 items minus the seen).
-    The plain version breaks ties by lower item index (a stable sort); so must the vectorised one."""
+    The plain version breaks ties by lower item index (a stable sort); so must the vectorised one.
+    16,037 items take the chunked top-K (ending in a partial chunk); scores come in both layouts
+    (rows of items, or a transposed item-major product as the graph models return them)."""
     rng = np.random.default_rng(k)
-    n_users, n_items = 40, 50
+    n_users = 40
     if ties:
         scores = rng.integers(0, 4, size=(n_users, n_items)).astype(np.float32)
     else:
@@ -78,7 +82,8 @@ def test_vectorised_equals_plain(k, ties):
     heldout_dense = (mask > 0.2) & (mask < 0.2 + rng.random((n_users, 1)) * 0.5)
     heldout_dense[np.arange(n_users), np.argmax(mask, axis=1)] = True  # everybody has one
     heldout = sp.csr_matrix(heldout_dense.astype(np.float32))
-    hits, n_rel = ranking_hits(torch.from_numpy(scores.copy()), heldout, exclude, k)
+    tensor = torch.from_numpy(scores.T.copy()).T if item_major else torch.from_numpy(scores.copy())
+    hits, n_rel = ranking_hits(tensor, heldout, exclude, k)
     expected = plain_metrics(scores, heldout, exclude, k)
     for name, values in expected.items():
         np.testing.assert_allclose(METRICS[name](hits, n_rel).numpy(), values, rtol=1e-5, err_msg=name)

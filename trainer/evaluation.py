@@ -39,6 +39,36 @@ def rank_out(scores, rows):
     return scores
 
 
+CHUNK = 64  # items per chunk for the top-K prefilter
+
+
+def _top_candidates(scores, k):
+    """(B, n_items) -> (values, items), each (B, k'): the k' = min(k, n_items) highest scores of each
+    row, highest first (order among equal scores unspecified), as torch.topk but faster.
+
+    torch.topk over 40k items per row is most of the ranking time on the CPU. Cut each row into
+    chunks of CHUNK items and take each chunk's maximum: the k chunks with the highest maxima
+    hold the k highest scores (any chunk left out has a maximum no higher than theirs, and those
+    k maxima are k scores at least as high), so topk runs on k * CHUNK candidates per row.
+    Works on either layout of `scores`: rows of items, or a transposed item-major buffer.
+    """
+    batch, n_items = scores.shape
+    n_chunks = n_items // CHUNK
+    if n_chunks < 4 * k:  # few items: plain topk
+        return scores.topk(min(k, n_items), dim=1)
+    whole = n_chunks * CHUNK
+    if scores.stride(1) == 1:  # (B, n_items) rows
+        chunk_max = scores[:, :whole].unflatten(1, (n_chunks, CHUNK)).amax(dim=2)  # (B, n_chunks)
+    else:  # item-major (n_items, B) underneath: reduce along its rows
+        chunk_max = scores.T[:whole].unflatten(0, (n_chunks, CHUNK)).amax(dim=1).T  # (B, n_chunks)
+    chunks = chunk_max.topk(k, dim=1).indices  # (B, k)
+    items = (chunks.unsqueeze(2) * CHUNK + torch.arange(CHUNK, device=scores.device)).flatten(1)  # (B, k*CHUNK)
+    tail = torch.arange(whole, n_items, device=scores.device).expand(batch, -1)  # the last, partial chunk
+    items = torch.cat([items, tail], dim=1)
+    values, picked = scores.gather(1, items).topk(k, dim=1)
+    return values, items.gather(1, picked)
+
+
 @torch.no_grad()
 def top_k_items(scores, k):
     """(B, n_items) scores -> (B, k) item indices, highest score first; equal scores are ranked by
@@ -47,8 +77,7 @@ def top_k_items(scores, k):
     One topk of k + 1: where the (k+1)-th score equals the k-th, a tie straddles the K-th place,
     and only those rows are resolved exactly.
     """
-    n_items = scores.shape[1]
-    values, top = scores.topk(min(k + 1, n_items), dim=1)  # (B, k+1)
+    values, top = _top_candidates(scores, k + 1)  # (B, k+1), highest first
     if values.shape[1] > k:
         kth = values[:, k - 1 : k]  # (B, 1)
         rows = torch.nonzero(values[:, k] == kth[:, 0]).squeeze(1)  # a tie across the K-th place
