@@ -86,7 +86,8 @@ class _SumPropagation(torch.autograd.Function):
                 return torch.zeros_like(like) if g is None else g
             if nodes is None:
                 return grad if g is None else g.add_(grad)
-            return (torch.zeros_like(like) if g is None else g).index_add_(0, nodes, grad)
+            # a contiguous source: index_add_ is 4x slower reading the strided slices cat's backward gives
+            return (torch.zeros_like(like) if g is None else g).index_add_(0, nodes, grad.contiguous())
 
         g, param_grads = None, []
         for layer in reversed(range(len(ctx.saved))):
