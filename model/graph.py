@@ -137,9 +137,9 @@ class SparseGraph(nn.Module):
         return keep.mul_(self.values).mul_(1.0 / (1.0 - p))
 
     def dropout(self, p):
-        """(values, values of A^T) for one training step, with a share p of the entries dropped.
-        Computed once per step and shared by every layer."""
-        values = self.dropout_values(p)
+        """(values, values of A^T) for one training step, with a share p of the entries dropped
+        (p = 0: A itself). Computed once per step and shared by every layer."""
+        values = self.dropout_values(p) if p > 0 else self.values
         return values, self.transposed_values(values)
 
     def transposed_values(self, values):
@@ -149,9 +149,7 @@ class SparseGraph(nn.Module):
         return torch.index_select(values, 0, self.perm_t)
 
     def forward(self, x, weights=None):
-        if weights is None:
-            weights = self.values, self.transposed_values(self.values)
-        values, values_t = weights
+        values, values_t = self.dropout(0.0) if weights is None else weights
         return _SpMM.apply(x, values, values_t, self)
 
     def to_dense(self, values=None):

@@ -175,9 +175,7 @@ class NGCF(PropagationModel):
     def layers(self, nodes=None):
         """[E^(0), E^(1), ..., E^(L)] at the rows `nodes` (all N = n_users + n_items rows when None):
         each (len(nodes), d_l), eq. 7 per layer."""
-        weights = None  # node dropout: one draw per step, shared by the layers
-        if self.training and self.node_dropout > 0:
-            weights = self.graph.dropout(self.node_dropout)
+        weights = self.graph.dropout(self.node_dropout if self.training else 0.0)  # one draw per step
         dropout = self.message_dropout if self.training else 0.0
         if self.activation == "sum":
             # Message dropout's 1/(1-p) rides on the parameters: LeakyReLU(s z) = s LeakyReLU(z) for s > 0.
@@ -186,8 +184,6 @@ class NGCF(PropagationModel):
             for w1, w2 in zip(self.w1, self.w2):
                 bias = None if w1.bias is None else (w1.bias + w2.bias) * scale
                 params += [torch.cat([w1.weight, w2.weight], dim=1) * scale, bias]
-            if weights is None:
-                weights = self.graph.values, self.graph.transposed_values(self.graph.values)
             ego = self.embedding.weight  # (N, d0)
             layers = _SumPropagation.apply(
                 nodes, ego, *weights, self.graph, self.adjacency, self.leaky_slope, dropout, *params
