@@ -10,7 +10,7 @@ from conftest import ROOT, read_jsonl, run_script, tiny_config, write_config
 
 
 def torchrun(*args):
-    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     return subprocess.run(
         [
             sys.executable,
