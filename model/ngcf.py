@@ -31,7 +31,8 @@ class _SumPropagation(torch.autograd.Function):
         second = side ⊙ E      z = [first | second] [W1 | W2]ᵀ + b      out = LeakyReLU(z) ⊙ keep
     (one product for both terms: [first | second] is (N, 2d), [W1 | W2] is (d_out, 2d)),
     and back, from g = ∂loss/∂out (the next layer's gradient plus the gathered rows'):
-        g_z = LeakyReLU'(z) ⊙ keep ⊙ g
+        g_z = LeakyReLU'(z) ⊙ keep ⊙ g      (with message dropout, m = LeakyReLU'(z) ⊙ keep is made
+                                             once, in the forward: out = z ⊙ m and g_z = g ⊙ m)
         ∂[W1 | W2] = g_zᵀ [first | second]      ∂b = Σ_rows g_z
         [G1 | G2] = g_z [W1 | W2]
         ∂side = G1 + G2 ⊙ E
@@ -58,12 +59,16 @@ class _SumPropagation(torch.autograd.Function):
             else:
                 inputs[:, :d] = side
             torch.mul(side, ego, out=inputs[:, d:])
-            out = F.leaky_relu_(F.linear(inputs, weight, bias), slope)  # (N, d_out)
-            keep = None
+            z = F.linear(inputs, weight, bias)  # (N, d_out)
             if dropout > 0:
-                keep = keep_mask(out.shape, dropout, out.device, out.dtype)
-                out.mul_(keep)
-            saved.append((ego, side, inputs, keep, out))
+                # LeakyReLU(z) ⊙ keep = z ⊙ m, m = keep where z > 0, slope · keep elsewhere: m is also
+                # ∂out/∂z, so the backward needs one product instead of LeakyReLU' and then the mask.
+                m = keep_mask(z.shape, dropout, z.device, z.dtype)
+                torch.ops.aten.leaky_relu_backward.grad_input(m, z, slope, False, grad_input=m)
+                out = z.mul_(m)
+            else:
+                m, out = None, F.leaky_relu_(z, slope)
+            saved.append((ego, side, inputs, m, out))
             outputs.append(out)
             ego = out
         ctx.graph, ctx.values_t, ctx.adjacency, ctx.slope = graph, values_t, adjacency, slope
@@ -91,12 +96,13 @@ class _SumPropagation(torch.autograd.Function):
 
         g, param_grads = None, []
         for layer in reversed(range(len(ctx.saved))):
-            ego, side, inputs, keep, out = ctx.saved[layer]
+            ego, side, inputs, m, out = ctx.saved[layer]
             weight, bias = ctx.params[2 * layer : 2 * layer + 2]
             g = add_rows(g, grads[layer + 1], out)  # ∂loss/∂out, (N, d_out)
-            g_z = torch.ops.aten.leaky_relu_backward(g, out, ctx.slope, True)  # out has z's sign where kept
-            if keep is not None:
-                g_z.mul_(keep)
+            if m is None:
+                g_z = torch.ops.aten.leaky_relu_backward(g, out, ctx.slope, True)  # out has z's sign
+            else:
+                g_z = torch.mul(g, m) if g is grads[layer + 1] else g.mul_(m)  # not into autograd's tensor
             param_grads[:0] = [g_z.T @ inputs, None if bias is None else g_z.sum(dim=0)]  # ∂[W1 | W2], ∂b
             g_inputs = g_z @ weight  # (N, 2d) = [G1 | G2]
             d = ego.shape[1]

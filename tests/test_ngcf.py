@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from base.interactions import Interactions, to_csr
-from model.graph import SparseGraph, keep_mask, normalized_adjacency
+from model.graph import SparseGraph, keep_mask, normalized_adjacency, random_words
 from model.loss import bpr_loss
 from model.ngcf import NGCF
 
@@ -78,6 +78,23 @@ def test_keep_mask_rate_and_independence():
     both = (mask[:, :-1] & mask[:, 1:]).float().mean().item()
     assert abs(both - 0.81) < 0.003
     assert keep_mask((10,), 0.0).all()
+
+
+def test_random_words_follow_torch_seed_and_state():
+    """The CPU masks come from numpy's SFC64 seeded by one draw from torch's generator: torch.manual_seed
+    and a restored RNG state (what a checkpoint stores) give the same words, the next call new ones."""
+    torch.manual_seed(3)
+    first, second = random_words(1000), random_words(1000)
+    state = torch.get_rng_state()
+    third = random_words(1000)
+    torch.manual_seed(3)
+    assert torch.equal(random_words(1000), first) and torch.equal(random_words(1000), second)
+    torch.set_rng_state(state)
+    assert torch.equal(random_words(1000), third)
+    assert not torch.equal(first, second) and first.dtype == torch.int64
+    # every bit position is a fair coin: over 64,000 words its mean is 0.5 within 4.5 standard deviations
+    bits = (random_words(64_000).unsqueeze(1) >> torch.arange(64)) & 1
+    assert (bits.float().mean(dim=0) - 0.5).abs().max() < 4.5 * 0.5 / 64_000**0.5
 
 
 def per_node_propagation(model, ds):
