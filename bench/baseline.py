@@ -85,13 +85,17 @@ def step(model, name, train, optimizer, reg, cache={}):  # noqa: B006 - per-proc
             ),
             shape=model.graph.shape,
         )
-        cache["coo"] = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, coo.shape).coalesce()
+        cache["coo"] = torch.sparse_coo_tensor(
+            np.vstack([coo.row, coo.col]), coo.data, coo.shape, check_invariants=False
+        ).coalesce()
     users, pos, neg = _sample(cache["items"], train.shape[1], 1024)
     users, pos, neg = torch.tensor(users), torch.tensor(pos), torch.tensor(neg)
     adj = cache["coo"]
     if name == "NGCF":  # node dropout: a new sparse tensor every step
         keep = torch.floor(0.9 + torch.rand(adj._nnz())).bool()
-        adj = torch.sparse_coo_tensor(adj._indices()[:, keep], adj._values()[keep] / 0.9, adj.shape)
+        adj = torch.sparse_coo_tensor(
+            adj._indices()[:, keep], adj._values()[keep] / 0.9, adj.shape, check_invariants=False
+        )
     ego = model.embedding.weight
     layers = [ego]
     for layer in range(3):
