@@ -1,0 +1,95 @@
+"""The speed benchmark (python -m bench) runs end to end, writes every figure the README lists, and
+its straightforward baselines compute what the template computes, so the speed ratios compare like
+with like. Times are never asserted: they belong to the benchmark's table, not to tests."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from conftest import ROOT, write_movielens_100k
+
+from bench import baseline
+from data_loader.benchmark import BenchmarkDataLoader
+from model import METRICS
+from model.graph import normalized_adjacency
+from model.lightgcn import LightGCN
+from trainer.evaluation import evaluate, parse_metrics
+
+FIGURES = {
+    "dataset": str,
+    "model": str,
+    "threads": int,
+    "prep_s": float,
+    "prep_baseline_s": float,
+    "step_s": float,
+    "step_floor_s": float,
+    "step_baseline_s": float,
+    "epoch_s": float,
+    "epoch_note": str,
+    "eval_s": float,
+    "eval_floor_s": float,
+    "eval_baseline_s": float,
+    "eval_baseline_users": int,
+    "peak_rss_mb": float,
+}
+
+
+def write_gowalla_layout(folder, n_users=40, n_items=60, seed=0):
+    """train.txt / test.txt in the Gowalla benchmark layout: 'user item item ...' per line."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    train, test = [], []
+    for user in range(n_users):
+        items = rng.choice(n_items, size=int(rng.integers(6, 15)), replace=False)
+        train.append(" ".join(map(str, [user, *sorted(items[:-3])])))
+        test.append(" ".join(map(str, [user, *sorted(items[-3:])])))
+    (folder / "train.txt").write_text("\n".join(train) + "\n")
+    (folder / "test.txt").write_text("\n".join(test) + "\n")
+    return folder
+
+
+def test_benchmark_writes_every_figure(tmp_path):
+    write_movielens_100k(tmp_path)
+    out = tmp_path / "results.json"
+    command = [sys.executable, "-m", "bench", "--dataset", "ml-100k", "--threads", "1", "--data-dir", str(tmp_path)]
+    command += ["--eval-baseline-users", "10", "--out", str(out)]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    results = json.loads(out.read_text())
+    assert [r["model"] for r in results] == ["NGCF", "LightGCN"]
+    for r in results:
+        assert set(r) == set(FIGURES)
+        for key, kind in FIGURES.items():
+            assert isinstance(r[key], kind), key
+        assert r["dataset"] == "ml-100k" and r["threads"] == 1 and r["eval_baseline_users"] == 10
+        for key in FIGURES:
+            if key.endswith("_s") or key == "peak_rss_mb":
+                assert math.isfinite(r[key]) and r[key] > 0, key
+    table = run.stdout
+    assert "step_floor_s" in table and "NGCF: step/floor" in table and "LightGCN: step/floor" in table
+
+
+def test_baseline_adjacency_is_the_templates(tmp_path):
+    """On a fixed split (the Gowalla layout), the dict-of-keys baseline builds the same Laplacian."""
+    write_gowalla_layout(tmp_path / "gowalla")
+    ds = BenchmarkDataLoader(str(tmp_path / "gowalla"), valid_fraction=0.0).dataset
+    fast = normalized_adjacency(ds.train).toarray()
+    plain = baseline.prepare("gowalla", tmp_path).toarray()
+    np.testing.assert_allclose(plain, fast, rtol=1e-6)
+
+
+def test_baseline_ranking_scores_what_evaluation_scores(tmp_path):
+    """The per-user heap ranking the benchmark times gives the template's Recall@20 + NDCG@20."""
+    write_gowalla_layout(tmp_path / "gowalla", n_users=50, n_items=90, seed=1)
+    loader = BenchmarkDataLoader(str(tmp_path / "gowalla"), valid_fraction=0.0)
+    torch.manual_seed(0)
+    model = LightGCN(loader.dataset, n_layers=2).eval()
+    test = loader.split_test()
+    metrics = parse_metrics(["recall@20", "ndcg@20"], METRICS)
+    template = evaluate(model, test, metrics, "cpu")
+    plain = baseline.evaluate(model, test, test.users) / len(test.users)
+    assert plain > 0
+    assert abs(plain - (template["recall@20"] + template["ndcg@20"])) < 1e-6  # the template ranks in float32
