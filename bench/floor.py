@@ -6,34 +6,37 @@ is overhead; the benchmark reports the ratio.
 
 import torch
 
-from model.graph import _csr, _spmm
+from model.graph import _spmm
 
 
-def step_ops(model, name):
+def step_ops(model, name, nodes):
     """A function doing only what a training step must compute, on inputs made beforehand.
 
-    NGCF, per layer: A x forward and A^T g backward, the layer product forward (N, 2d) x (2d, d)
-    and its two backward products. LightGCN: the sparse products only.
+    The step reads the last layer only at the batch's rows `nodes` (3B,), so: per layer but the
+    last, A x forward and A^T g backward over all N nodes; in the last, A[rows] x and A[rows]^T g
+    for the R distinct rows. NGCF adds each layer's product [first | second] (n, 2d) x (2d, d) and
+    its two backward products, n = N, or R in the last layer. LightGCN: the sparse products only.
     """
     graph = model.graph
-    a = _csr(graph.crow, graph.col, graph.values, graph.shape)
-    a_t = _csr(graph.crow_t, graph.col_t, graph.values, graph.shape)
-    n = graph.shape[0]
+    a, a_t = graph.matrices()
+    block, block_t = graph.row_block(torch.unique(nodes))
     d = model.embedding.weight.shape[1]
-    x = torch.randn(n, d)
-    inputs = torch.randn(n, 2 * d)  # [first | second]
-    weight = torch.randn(d, 2 * d)  # [W1; W2]
-    grad_out = torch.randn(n, d)
+    weight = torch.randn(d, 2 * d)  # [W1 | W2]
+    n_layers = len(model.w1) if name == "NGCF" else model.n_layers
+    layers = []
+    for n, (matrix, transposed) in [(graph.shape[0], (a, a_t))] * (n_layers - 1) + [(block.shape[0], (block, block_t))]:
+        # x (N, d); the product's output side (n, d), the layer input (n, 2d), a gradient (n, d)
+        layers.append((matrix, transposed, torch.randn(graph.shape[0], d), torch.randn(n, 2 * d), torch.randn(n, d)))
 
     @torch.no_grad()
     def run():
-        for _ in range(3):
-            _spmm(a, x)  # forward propagation (the same product the model uses)
-            _spmm(a_t, x)  # its backward
+        for matrix, transposed, x, inputs, grad in layers:
+            _spmm(matrix, x)  # forward propagation (the same product the model uses)
+            _spmm(transposed, grad)  # its backward
             if name == "NGCF":
-                inputs @ weight.T  # forward (N, d)
-                grad_out @ weight  # grad of the inputs (N, 2d)
-                grad_out.T @ inputs  # grad of the weights (d, 2d)
+                inputs @ weight.T  # forward (n, d)
+                grad @ weight  # grad of the inputs (n, 2d)
+                grad.T @ inputs  # grad of the weights (d, 2d)
 
     return run
 

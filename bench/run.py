@@ -93,7 +93,9 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
 
     model.train()
     repeat = 9 if dataset == "gowalla" else 30
-    step_s, step_floor_s = timed_pair(step, floor.step_ops(model, model_name), repeat)
+    users, pos, neg = (torch.from_numpy(a) for a in loader.sampler.sample(1024))
+    batch_nodes = torch.cat([users, ds.n_users + pos, ds.n_users + neg])  # a batch's rows, for the floor
+    step_s, step_floor_s = timed_pair(step, floor.step_ops(model, model_name, batch_nodes), repeat)
 
     n_batches = len(loader)
     if dataset == "gowalla":  # a fixed number of steps, scaled to the epoch's batch count

@@ -88,24 +88,22 @@ def _spmm(a, x):
 
 
 class _SpMM(torch.autograd.Function):
-    """y = A x for a CSR matrix A given by its parts; the backward uses A^T, also CSR.
+    """y = M x for a CSR matrix M given with its transpose (also CSR), which the backward uses.
 
-    A^T has the same sparsity as A with its values permuted (A^T values = A values[perm]),
-    so node dropout, which changes the values only, needs no new index arrays.
+    For the whole graph M = A, and A^T has A's sparsity with its values permuted (A^T values =
+    A values[perm]), so node dropout, which changes the values only, needs no new index arrays.
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # sparse products in float32
-    def forward(ctx, x, values, values_t, graph):
-        ctx.graph, ctx.values_t = graph, values_t
-        return _spmm(_csr(graph.crow, graph.col, values, graph.shape), x)
+    def forward(ctx, x, matrix, transposed):
+        ctx.transposed = transposed
+        return _spmm(matrix, x)
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad):
-        graph = ctx.graph
-        a_t = _csr(graph.crow_t, graph.col_t, ctx.values_t, graph.shape)
-        return _spmm(a_t, grad.contiguous()), None, None, None
+        return _spmm(ctx.transposed, grad.contiguous()), None, None
 
 
 class SparseGraph(nn.Module):
@@ -159,9 +157,40 @@ class SparseGraph(nn.Module):
             return values
         return torch.index_select(values, 0, self.perm_t)
 
-    def forward(self, x, weights=None):
+    def matrices(self, weights=None):
+        """A and A^T as CSR tensors, with the values `weights` from dropout(p) (None: A itself)."""
         values, values_t = self.dropout(0.0) if weights is None else weights
-        return _SpMM.apply(x, values, values_t, self)
+        return _csr(self.crow, self.col, values, self.shape), _csr(self.crow_t, self.col_t, values_t, self.shape)
+
+    def row_block(self, rows, weights=None):
+        """A[rows] (R, N) and its transpose (N, R) as CSR tensors, for sorted unique `rows` (R,), with
+        the values `weights` from dropout(p) (None: A itself). A training step reads its last layer
+        only at the batch's rows and computes it with these: on Gowalla 4 % of the nodes, 7 % of
+        the entries."""
+        values = self.values if weights is None else weights[0]
+        n, r = self.shape[0], len(rows)
+        counts = self.crow[rows + 1] - self.crow[rows]  # entries per selected row, (R,)
+        crow = torch.zeros(r + 1, dtype=torch.int64, device=rows.device)
+        torch.cumsum(counts, 0, out=crow[1:])
+        nnz = int(crow[-1])
+        # Entry j of the block, in row k, is entry self.crow[rows[k]] + (j - crow[k]) of A.
+        position = torch.repeat_interleave(self.crow[rows] - crow[:-1], counts, output_size=nnz)
+        position += torch.arange(nnz, device=rows.device)
+        col, block_values = self.col[position], values[position]
+        # The transpose: the same entries ordered by column (stable, so rows stay sorted within one).
+        order = torch.argsort(col, stable=True)
+        crow_t = torch.zeros(n + 1, dtype=torch.int64, device=rows.device)
+        torch.cumsum(torch.bincount(col, minlength=n), 0, out=crow_t[1:])
+        row_of_entry = torch.repeat_interleave(torch.arange(r, device=rows.device), counts, output_size=nnz)
+        block = _csr(crow, col, block_values, (r, n))
+        return block, _csr(crow_t, row_of_entry[order], block_values[order], (n, r))
+
+    def forward(self, x, weights=None):
+        return _SpMM.apply(x, *self.matrices(weights))
+
+    def rows_product(self, x, block):
+        """A[rows] x, (R, d), for block = row_block(rows, values); differentiable in x."""
+        return _SpMM.apply(x, *block)
 
     def to_dense(self, values=None):
         values = self.values if values is None else values

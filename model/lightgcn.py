@@ -29,17 +29,28 @@ class LightGCN(PropagationModel):
         nn.init.normal_(self.embedding.weight, std=init_std)
         self.graph = SparseGraph(normalized_adjacency(dataset.train, "symmetric"))
 
-    def final_embeddings(self):
-        """(N, d): the mean of the layer embeddings, N = n_users + n_items."""
+    def final_embeddings(self, nodes=None):
+        """The mean of the layer embeddings: (N, d), N = n_users + n_items; or only at the rows
+        `nodes`, (len(nodes), d), with the last layer computed at those rows alone."""
         weights = None
         if self.training and self.edge_dropout > 0:
             weights = self.graph.dropout(self.edge_dropout)
         ego = self.embedding.weight  # (N, d)
-        total = ego
-        for _ in range(self.n_layers):
-            ego = self.graph(ego, weights)  # E^(l) = L E^(l-1)
-            total = total + ego
-        return total / (self.n_layers + 1)
+        if nodes is None:
+            total = ego
+            for _ in range(self.n_layers):
+                ego = self.graph(ego, weights)  # E^(l) = L E^(l-1)
+                total = total + ego
+            return total / (self.n_layers + 1)
+        total = torch.index_select(ego, 0, nodes)
+        for _ in range(self.n_layers - 1):
+            ego = self.graph(ego, weights)
+            total = total + torch.index_select(ego, 0, nodes)
+        if self.n_layers > 0:  # E^(L) = L[rows] E^(L-1): only the batch's rows of it are read
+            rows, inverse = torch.unique(nodes, return_inverse=True)
+            last = self.graph.rows_product(ego, self.graph.row_block(rows, weights))  # (R, d)
+            total = total + torch.index_select(last, 0, inverse)
+        return total / (self.n_layers + 1)  # (len(nodes), d)
 
     def propagate(self):
         """(n_users, d), (n_items, d)."""
@@ -48,7 +59,7 @@ class LightGCN(PropagationModel):
 
     def forward(self, users, pos_items, neg_items):
         nodes = torch.cat([users, self.n_users + pos_items, self.n_users + neg_items])  # (3B,)
-        u, p, n = torch.index_select(self.final_embeddings(), 0, nodes).split(len(users))
+        u, p, n = self.final_embeddings(nodes).split(len(users))  # (B, d) each
         return {
             "pos_scores": (u * p).sum(dim=1),
             "neg_scores": (u * n).sum(dim=1),

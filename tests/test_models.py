@@ -29,6 +29,29 @@ def test_lightgcn_is_the_mean_of_powers_of_the_laplacian():
     torch.testing.assert_close(scores, expected[: ds.n_users] @ expected[ds.n_users :].T, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("edge_dropout", [0.0, 0.3])
+def test_lightgcn_batch_rows_equal_the_whole_graph(edge_dropout):
+    """Training computes the last layer at the batch's rows only: same scores and gradients as
+    the whole propagation gathered at them (duplicated rows and an empty item included)."""
+    ds = small_dataset()
+    torch.manual_seed(0)
+    model = LightGCN(ds, embed_dim=6, n_layers=2, edge_dropout=edge_dropout).train()
+    users, pos, neg = torch.tensor([0, 3, 3, 5]), torch.tensor([1, 1, 2, ds.n_items - 1]), torch.tensor([4, 0, 7, 7])
+    nodes = torch.cat([users, ds.n_users + pos, ds.n_users + neg])
+    probe = torch.randn(len(nodes), 6)
+
+    def value_and_grad(final):
+        (grad,) = torch.autograd.grad((final * probe).sum(), [model.embedding.weight])
+        return final.detach(), grad
+
+    torch.manual_seed(1)
+    rows_final, rows_grad = value_and_grad(model.final_embeddings(nodes))
+    torch.manual_seed(1)
+    whole_final, whole_grad = value_and_grad(model.final_embeddings()[nodes])
+    torch.testing.assert_close(rows_final, whole_final, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rows_grad, whole_grad, rtol=1e-5, atol=1e-6)
+
+
 def test_mf_scores_are_dot_products():
     ds = small_dataset()
     model = MF(ds, embed_dim=5)

@@ -69,6 +69,25 @@ def test_sparse_product_and_its_gradient_match_dense(mode, dropout):
     torch.testing.assert_close(grad_sparse, x.grad)
 
 
+@pytest.mark.parametrize("mode", ["symmetric", "mean"])
+def test_row_block_is_the_rows_of_the_matrix_and_their_transpose(mode):
+    ds = small_dataset()
+    graph = SparseGraph(normalized_adjacency(ds.train, mode))
+    n = graph.shape[0]
+    rows = torch.tensor([0, 2, 11, 12, n - 1])  # user 0 and the last item have no interactions
+    torch.manual_seed(0)
+    weights = graph.dropout(0.3)
+    dense = graph.to_dense(weights[0])
+    block, transposed = graph.row_block(rows, weights)
+    assert block.shape == (5, n) and transposed.shape == (n, 5)
+    torch.testing.assert_close(block.to_dense(), dense[rows])
+    torch.testing.assert_close(transposed.to_dense(), dense[rows].T)
+    x = torch.randn(n, 3, requires_grad=True)
+    probe = torch.randn(5, 3)
+    (graph.rows_product(x, (block, transposed)) * probe).sum().backward()
+    torch.testing.assert_close(x.grad, dense[rows].T @ probe)
+
+
 def test_keep_mask_rate_and_independence():
     torch.manual_seed(0)
     mask = keep_mask((1000, 1000), 0.1)
@@ -175,40 +194,49 @@ def test_message_dropout_is_standard_dropout():
     torch.testing.assert_close(out[~dropped], reference[~dropped] / 0.7)
 
 
-def autograd_layers(model):
+def autograd_layers(model, nodes=None):
     """Eq. 7 in plain autograd operations, drawing the same random numbers in the same order as the
-    model (node dropout once, then one message-dropout mask per layer)."""
+    model (node dropout once, then one message-dropout mask per layer). With `nodes`, the layers at
+    those rows, and the last layer computed (and its mask drawn) at the distinct ones only, as the
+    model does: there the whole product A E is taken and its rows picked."""
     weights = model.graph.dropout(model.node_dropout) if model.node_dropout > 0 else None
     ego = model.embedding.weight
     outputs = [ego]
-    for w1, w2 in zip(model.w1, model.w2):
+    for layer, (w1, w2) in enumerate(zip(model.w1, model.w2)):
         side = model.graph(ego, weights)
+        if nodes is not None and layer == len(model.w1) - 1:
+            rows, inverse = torch.unique(nodes, return_inverse=True)
+            side, ego = side[rows], ego[rows]
         first = side + ego if model.adjacency == "symmetric" else side
         ego = F.leaky_relu(w1(first) + w2(side * ego), model.leaky_slope)
         if model.message_dropout > 0:
             keep = keep_mask(ego.shape, model.message_dropout, dtype=ego.dtype)
             ego = ego * keep / (1 - model.message_dropout)
         outputs.append(ego)
-    return outputs
+    if nodes is None:
+        return outputs
+    return [layer[nodes] for layer in outputs[:-1]] + [outputs[-1][inverse]]
 
 
 @pytest.mark.parametrize(
-    "adjacency,bias,dropout,gathered",
+    "adjacency,bias,dropout,gathered,layers",
     [
-        ("symmetric", False, 0.0, True),
-        ("symmetric", False, 0.3, True),
-        ("symmetric", True, 0.3, False),
-        ("mean", True, 0.3, True),
-        ("mean", False, 0.0, False),
+        ("symmetric", False, 0.0, True, [7, 6, 5]),
+        ("symmetric", False, 0.3, True, [7, 6, 5]),
+        ("symmetric", True, 0.3, False, [7, 6, 5]),
+        ("mean", True, 0.3, True, [7, 6, 5]),
+        ("mean", False, 0.0, False, [7, 6, 5]),
+        ("symmetric", False, 0.3, True, [7]),  # the only layer is the last, computed at the rows
     ],
 )
-def test_hand_written_backward_equals_autograd(adjacency, bias, dropout, gathered):
+def test_hand_written_backward_equals_autograd(adjacency, bias, dropout, gathered, layers):
     """The fused propagation (model/ngcf.py: _SumPropagation) gives autograd's values and gradients,
-    for the batch's rows (duplicates included) and for the whole graph, with both dropouts."""
+    for the batch's rows (duplicates included; the last layer computed at them alone) and for the
+    whole graph, with both dropouts."""
     ds = small_dataset(n_users=30, n_items=40)
     torch.manual_seed(0)
     model = NGCF(
-        ds, embed_dim=8, layers=[7, 6, 5], adjacency=adjacency, bias=bias, node_dropout=dropout, message_dropout=dropout
+        ds, embed_dim=8, layers=layers, adjacency=adjacency, bias=bias, node_dropout=dropout, message_dropout=dropout
     ).train()
     if bias:
         with torch.no_grad():
@@ -216,7 +244,7 @@ def test_hand_written_backward_equals_autograd(adjacency, bias, dropout, gathere
                 linear.bias.uniform_(-0.5, 0.5)
     n = ds.n_users + ds.n_items
     nodes = torch.tensor([0, 3, 3, 31, 45, 45, 45, n - 1]) if gathered else None
-    probes = [torch.randn(len(nodes) if gathered else n, d) for d in (8, 7, 6, 5)]
+    probes = [torch.randn(len(nodes) if gathered else n, d) for d in (8, *layers)]
 
     def loss_and_grads(layers):
         loss = sum((layer * probe).sum() for layer, probe in zip(layers, probes))
@@ -226,10 +254,7 @@ def test_hand_written_backward_equals_autograd(adjacency, bias, dropout, gathere
     torch.manual_seed(1)
     fused_layers, fused = loss_and_grads(model.layers(nodes))
     torch.manual_seed(1)
-    reference = autograd_layers(model)
-    if gathered:
-        reference = [layer[nodes] for layer in reference]
-    reference_layers, expected = loss_and_grads(reference)
+    reference_layers, expected = loss_and_grads(autograd_layers(model, nodes))
     for got, want in zip(fused_layers, reference_layers):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     for (name, _), got, want in zip(model.named_parameters(), fused, expected):
