@@ -6,25 +6,30 @@ is overhead; the benchmark reports the ratio.
 
 import torch
 
-from model.graph import _spmm
+from model.graph import _spmm, batch_rows
 
 
 def step_ops(model, name, nodes):
     """A function doing only what a training step must compute, on inputs made beforehand.
 
-    The step reads the last layer only at the batch's rows `nodes` (3B,), so: per layer but the
-    last, A x forward and A^T g backward over all N nodes; in the last, A[rows] x and A[rows]^T g
-    for the R distinct rows. NGCF adds each layer's product [first | second] (n, 2d) x (2d, d) and
-    its two backward products, n = N, or R in the last layer. LightGCN: the sparse products only.
+    The step reads the last layer only at the batch's rows `nodes` (3B,), so: per layer, A x
+    forward and A^T g backward over all N nodes, except in the last layer when the R distinct
+    rows are few (model/graph.py: batch_rows): there A[rows] x and A[rows]^T g. NGCF adds each
+    layer's product [first | second] (n, 2d) x (2d, d) and its two backward products, n = N, or R
+    in that last layer. LightGCN: the sparse products only.
     """
     graph = model.graph
     a, a_t = graph.matrices()
-    block, block_t = graph.row_block(torch.unique(nodes))
     d = model.embedding.weight.shape[1]
     weight = torch.randn(d, 2 * d)  # [W1 | W2]
     n_layers = len(model.w1) if name == "NGCF" else model.n_layers
+    shapes = [(graph.shape[0], (a, a_t))] * n_layers
+    few = batch_rows(nodes, graph.shape[0])
+    if few is not None:  # as the model: the last layer at the batch's rows alone
+        block = graph.row_block(few[0])
+        shapes[-1] = (block[0].shape[0], block)
     layers = []
-    for n, (matrix, transposed) in [(graph.shape[0], (a, a_t))] * (n_layers - 1) + [(block.shape[0], (block, block_t))]:
+    for n, (matrix, transposed) in shapes:
         # x (N, d); the product's output side (n, d), the layer input (n, 2d), a gradient (n, d)
         layers.append((matrix, transposed, torch.randn(graph.shape[0], d), torch.randn(n, 2 * d), torch.randn(n, d)))
 

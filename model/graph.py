@@ -87,6 +87,19 @@ def _spmm(a, x):
     return torch.addmm(x.new_empty(a.shape[0], x.shape[1]), a, x, beta=0)
 
 
+# The last layer is computed at a batch's distinct rows alone when they are at most this share
+# of the nodes. Cutting A[rows] and its transpose out costs a few ms a step; on Gowalla (4 % of
+# the nodes) it saved 30 % of an NGCF step, on ML-100K (64 %) it cost 2-4 ms more than it saved.
+BATCH_ROWS_SHARE = 0.25
+
+
+def batch_rows(nodes, n):
+    """(rows, inverse), the sorted distinct `nodes` and nodes = rows[inverse], when they are few
+    enough among the n nodes to compute the last layer at them alone (BATCH_ROWS_SHARE); else None."""
+    rows, inverse = torch.unique(nodes, return_inverse=True)
+    return (rows, inverse) if len(rows) <= BATCH_ROWS_SHARE * n else None
+
+
 class _SpMM(torch.autograd.Function):
     """y = M x for a CSR matrix M given with its transpose (also CSR), which the backward uses.
 
@@ -165,8 +178,7 @@ class SparseGraph(nn.Module):
     def row_block(self, rows, weights=None):
         """A[rows] (R, N) and its transpose (N, R) as CSR tensors, for sorted unique `rows` (R,), with
         the values `weights` from dropout(p) (None: A itself). A training step reads its last layer
-        only at the batch's rows and computes it with these: on Gowalla 4 % of the nodes, 7 % of
-        the entries."""
+        only at the batch's rows and, when they are few (batch_rows), computes it with these."""
         values = self.values if weights is None else weights[0]
         n, r = self.shape[0], len(rows)
         counts = self.crow[rows + 1] - self.crow[rows]  # entries per selected row, (R,)

@@ -8,7 +8,7 @@ with L = D^-1/2 A D^-1/2. Regularised on the layer-0 embeddings, as the authors'
 import torch
 import torch.nn as nn
 
-from model.graph import PropagationModel, SparseGraph, normalized_adjacency
+from model.graph import PropagationModel, SparseGraph, batch_rows, normalized_adjacency
 from utils.errors import ConfigError
 
 
@@ -31,7 +31,8 @@ class LightGCN(PropagationModel):
 
     def final_embeddings(self, nodes=None):
         """The mean of the layer embeddings: (N, d), N = n_users + n_items; or only at the rows
-        `nodes`, (len(nodes), d), with the last layer computed at those rows alone."""
+        `nodes`, (len(nodes), d), with the last layer computed at those rows alone when they are
+        few (model/graph.py: batch_rows)."""
         weights = None
         if self.training and self.edge_dropout > 0:
             weights = self.graph.dropout(self.edge_dropout)
@@ -42,14 +43,16 @@ class LightGCN(PropagationModel):
                 ego = self.graph(ego, weights)  # E^(l) = L E^(l-1)
                 total = total + ego
             return total / (self.n_layers + 1)
+        few = batch_rows(nodes, ego.shape[0]) if self.n_layers > 0 else None
         total = torch.index_select(ego, 0, nodes)
-        for _ in range(self.n_layers - 1):
-            ego = self.graph(ego, weights)
-            total = total + torch.index_select(ego, 0, nodes)
-        if self.n_layers > 0:  # E^(L) = L[rows] E^(L-1): only the batch's rows of it are read
-            rows, inverse = torch.unique(nodes, return_inverse=True)
-            last = self.graph.rows_product(ego, self.graph.row_block(rows, weights))  # (R, d)
-            total = total + torch.index_select(last, 0, inverse)
+        for layer in range(self.n_layers):
+            if few is not None and layer == self.n_layers - 1:  # E^(L) = L[rows] E^(L-1) at the R rows
+                rows, inverse = few
+                last = self.graph.rows_product(ego, self.graph.row_block(rows, weights))  # (R, d)
+                total = total + torch.index_select(last, 0, inverse)
+            else:
+                ego = self.graph(ego, weights)
+                total = total + torch.index_select(ego, 0, nodes)
         return total / (self.n_layers + 1)  # (len(nodes), d)
 
     def propagate(self):

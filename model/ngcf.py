@@ -13,7 +13,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.graph import ADJACENCY_MODES, PropagationModel, SparseGraph, _spmm, keep_mask, normalized_adjacency
+from model.graph import (
+    ADJACENCY_MODES,
+    PropagationModel,
+    SparseGraph,
+    _spmm,
+    batch_rows,
+    keep_mask,
+    normalized_adjacency,
+)
 from utils.errors import ConfigError
 
 ACTIVATIONS = ("sum", "separate")
@@ -25,9 +33,10 @@ class _SumPropagation(torch.autograd.Function):
     backward written out by hand. Returns (E^(0), ..., E^(L)) at the rows `nodes`, each
     (len(nodes), d_l); with nodes None, (E^(1), ..., E^(L)) whole, each (N, d_l).
 
-    With `nodes`, nothing reads the last layer elsewhere, so it is computed at the R distinct rows
-    alone, with A[rows] (R, N) in place of A and A[rows]ᵀ in the backward (on Gowalla R is 4 % of
-    the nodes: a step 0.38 -> 0.27 s). Its message-dropout mask is drawn for those R rows.
+    With `nodes`, nothing reads the last layer elsewhere, so when the R distinct rows are few
+    (model/graph.py: batch_rows) it is computed at them alone, with A[rows] (R, N) in place of A and
+    A[rows]ᵀ in the backward (on Gowalla R is 4 % of the nodes: a step 0.38 -> 0.27 s). Its
+    message-dropout mask is then drawn for those R rows.
 
     One layer, with A the Laplacian (node dropout already in its values) and keep the message
     dropout mask (0 or 1 per entry):
@@ -56,12 +65,13 @@ class _SumPropagation(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         matrix, transposed = graph.matrices((values, values_t))  # A and Aᵀ, (N, N)
         n_layers, rows, inverse = len(params) // 2, None, None
+        # Only the batch's rows of the last layer are read: when they are few, compute it there alone.
+        few = batch_rows(nodes, graph.shape[0]) if nodes is not None and n_layers > 0 else None
         outputs, saved = [ego], []
         for layer, (weight, bias) in enumerate(zip(params[0::2], params[1::2])):  # [W1 | W2]: (d_out, 2d)
             ego_rows = ego  # E at the rows this layer computes: all N, or in the last layer R of them
-            if nodes is not None and layer == n_layers - 1:
-                # Only the batch's rows of the last layer are read: compute it at those R rows alone.
-                rows, inverse = torch.unique(nodes, return_inverse=True)  # nodes = rows[inverse]
+            if few is not None and layer == n_layers - 1:
+                rows, inverse = few  # nodes = rows[inverse]
                 matrix, transposed = graph.row_block(rows, (values, values_t))  # (R, N), (N, R)
                 ego_rows = torch.index_select(ego, 0, rows)  # (R, d)
             d = ego.shape[1]
@@ -88,8 +98,8 @@ class _SumPropagation(torch.autograd.Function):
         ctx.nodes, ctx.rows, ctx.inverse, ctx.saved, ctx.params = nodes, rows, inverse, saved, params
         if nodes is None:
             return tuple(outputs[1:])
-        if rows is None:  # no propagation layers
-            return (torch.index_select(ego, 0, nodes),)
+        if rows is None:  # every layer computed over all N nodes
+            return tuple(torch.index_select(layer, 0, nodes) for layer in outputs)
         gathered = [torch.index_select(layer, 0, nodes) for layer in outputs[:-1]]
         return (*gathered, torch.index_select(outputs[-1], 0, inverse))
 

@@ -10,7 +10,7 @@ from conftest import ROOT, SHARED_DATA, read_jsonl, run_script
 from test_ngcf import small_dataset
 
 from data_loader.benchmark import BenchmarkDataLoader
-from model.graph import normalized_adjacency
+from model.graph import batch_rows, normalized_adjacency
 from model.lightgcn import LightGCN
 from model.mf import MF
 from model.pop import Pop
@@ -29,15 +29,19 @@ def test_lightgcn_is_the_mean_of_powers_of_the_laplacian():
     torch.testing.assert_close(scores, expected[: ds.n_users] @ expected[ds.n_users :].T, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("edge_dropout", [0.0, 0.3])
-def test_lightgcn_batch_rows_equal_the_whole_graph(edge_dropout):
-    """Training computes the last layer at the batch's rows only: same scores and gradients as
-    the whole propagation gathered at them (duplicated rows and an empty item included)."""
-    ds = small_dataset()
+@pytest.mark.parametrize("edge_dropout,few", [(0.0, True), (0.3, True), (0.3, False)])
+def test_lightgcn_batch_rows_equal_the_whole_graph(edge_dropout, few):
+    """Training computes the last layer at the batch's rows alone when they are few: same scores and
+    gradients as the whole propagation gathered at them (duplicated rows and an empty item included)."""
+    ds = small_dataset(n_users=30, n_items=40)
     torch.manual_seed(0)
     model = LightGCN(ds, embed_dim=6, n_layers=2, edge_dropout=edge_dropout).train()
     users, pos, neg = torch.tensor([0, 3, 3, 5]), torch.tensor([1, 1, 2, ds.n_items - 1]), torch.tensor([4, 0, 7, 7])
+    if not few:
+        users = torch.arange(ds.n_users)
+        pos, neg = torch.arange(ds.n_users) % ds.n_items, (torch.arange(ds.n_users) + 7) % ds.n_items
     nodes = torch.cat([users, ds.n_users + pos, ds.n_users + neg])
+    assert (batch_rows(nodes, ds.n_users + ds.n_items) is not None) == few
     probe = torch.randn(len(nodes), 6)
 
     def value_and_grad(final):

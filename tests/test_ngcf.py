@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from base.interactions import Interactions, to_csr
-from model.graph import SparseGraph, keep_mask, normalized_adjacency, random_words
+from model.graph import SparseGraph, batch_rows, keep_mask, normalized_adjacency, random_words
 from model.loss import bpr_loss
 from model.ngcf import NGCF
 
@@ -197,15 +197,16 @@ def test_message_dropout_is_standard_dropout():
 def autograd_layers(model, nodes=None):
     """Eq. 7 in plain autograd operations, drawing the same random numbers in the same order as the
     model (node dropout once, then one message-dropout mask per layer). With `nodes`, the layers at
-    those rows, and the last layer computed (and its mask drawn) at the distinct ones only, as the
-    model does: there the whole product A E is taken and its rows picked."""
+    those rows; when the model computes the last layer at the distinct rows alone (batch_rows), so
+    does this (its mask drawn for them), but from the whole product A E, rows picked afterwards."""
     weights = model.graph.dropout(model.node_dropout) if model.node_dropout > 0 else None
     ego = model.embedding.weight
     outputs = [ego]
+    few = None if nodes is None else batch_rows(nodes, model.graph.shape[0])
     for layer, (w1, w2) in enumerate(zip(model.w1, model.w2)):
         side = model.graph(ego, weights)
-        if nodes is not None and layer == len(model.w1) - 1:
-            rows, inverse = torch.unique(nodes, return_inverse=True)
+        if few is not None and layer == len(model.w1) - 1:
+            rows, inverse = few
             side, ego = side[rows], ego[rows]
         first = side + ego if model.adjacency == "symmetric" else side
         ego = F.leaky_relu(w1(first) + w2(side * ego), model.leaky_slope)
@@ -215,24 +216,27 @@ def autograd_layers(model, nodes=None):
         outputs.append(ego)
     if nodes is None:
         return outputs
+    if few is None:
+        return [layer[nodes] for layer in outputs]
     return [layer[nodes] for layer in outputs[:-1]] + [outputs[-1][inverse]]
 
 
 @pytest.mark.parametrize(
     "adjacency,bias,dropout,gathered,layers",
     [
-        ("symmetric", False, 0.0, True, [7, 6, 5]),
-        ("symmetric", False, 0.3, True, [7, 6, 5]),
-        ("symmetric", True, 0.3, False, [7, 6, 5]),
-        ("mean", True, 0.3, True, [7, 6, 5]),
-        ("mean", False, 0.0, False, [7, 6, 5]),
-        ("symmetric", False, 0.3, True, [7]),  # the only layer is the last, computed at the rows
+        ("symmetric", False, 0.0, "few", [7, 6, 5]),
+        ("symmetric", False, 0.3, "few", [7, 6, 5]),
+        ("symmetric", False, 0.3, "many", [7, 6, 5]),
+        ("symmetric", True, 0.3, None, [7, 6, 5]),
+        ("mean", True, 0.3, "few", [7, 6, 5]),
+        ("mean", False, 0.0, None, [7, 6, 5]),
+        ("symmetric", False, 0.3, "few", [7]),  # the only layer is the last, computed at the rows
     ],
 )
 def test_hand_written_backward_equals_autograd(adjacency, bias, dropout, gathered, layers):
     """The fused propagation (model/ngcf.py: _SumPropagation) gives autograd's values and gradients,
-    for the batch's rows (duplicates included; the last layer computed at them alone) and for the
-    whole graph, with both dropouts."""
+    for the batch's rows (duplicates included; few rows: the last layer computed at them alone,
+    many: over all nodes) and for the whole graph, with both dropouts."""
     ds = small_dataset(n_users=30, n_items=40)
     torch.manual_seed(0)
     model = NGCF(
@@ -243,7 +247,13 @@ def test_hand_written_backward_equals_autograd(adjacency, bias, dropout, gathere
             for linear in (*model.w1, *model.w2):
                 linear.bias.uniform_(-0.5, 0.5)
     n = ds.n_users + ds.n_items
-    nodes = torch.tensor([0, 3, 3, 31, 45, 45, 45, n - 1]) if gathered else None
+    nodes = {
+        "few": torch.tensor([0, 3, 3, 31, 45, 45, 45, n - 1]),
+        "many": torch.cat([torch.arange(0, n, 2), torch.tensor([1, 1])]),
+        None: None,
+    }[gathered]
+    if gathered:
+        assert (batch_rows(nodes, n) is None) == (gathered == "many")
     probes = [torch.randn(len(nodes) if gathered else n, d) for d in (8, *layers)]
 
     def loss_and_grads(layers):
