@@ -188,14 +188,15 @@ class SparseGraph(nn.Module):
         # Entry j of the block, in row k, is entry self.crow[rows[k]] + (j - crow[k]) of A.
         position = torch.repeat_interleave(self.crow[rows] - crow[:-1], counts, output_size=nnz)
         position += torch.arange(nnz, device=rows.device)
-        col, block_values = self.col[position], values[position]
+        col, block_values = torch.index_select(self.col, 0, position), torch.index_select(values, 0, position)
         # The transpose: the same entries ordered by column (stable, so rows stay sorted within one).
         order = torch.argsort(col, stable=True)
         crow_t = torch.zeros(n + 1, dtype=torch.int64, device=rows.device)
         torch.cumsum(torch.bincount(col, minlength=n), 0, out=crow_t[1:])
         row_of_entry = torch.repeat_interleave(torch.arange(r, device=rows.device), counts, output_size=nnz)
         block = _csr(crow, col, block_values, (r, n))
-        return block, _csr(crow_t, row_of_entry[order], block_values[order], (n, r))
+        col_t, values_t = torch.index_select(row_of_entry, 0, order), torch.index_select(block_values, 0, order)
+        return block, _csr(crow_t, col_t, values_t, (n, r))
 
     def forward(self, x, weights=None):
         return _SpMM.apply(x, *self.matrices(weights))
