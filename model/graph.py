@@ -202,7 +202,7 @@ class SparseGraph(nn.Module):
         return _SpMM.apply(x, *self.matrices(weights))
 
     def rows_product(self, x, block):
-        """A[rows] x, (R, d), for block = row_block(rows, values); differentiable in x."""
+        """A[rows] x, (R, d), for block = row_block(rows, weights); differentiable in x (A[rows]ᵀ backward)."""
         return _SpMM.apply(x, *block)
 
     def to_dense(self, values=None):
