@@ -37,23 +37,21 @@ class LightGCN(PropagationModel):
         if self.training and self.edge_dropout > 0:
             weights = self.graph.dropout(self.edge_dropout)
         ego = self.embedding.weight  # (N, d)
-        if nodes is None:
-            total = ego
-            for _ in range(self.n_layers):
-                ego = self.graph(ego, weights)  # E^(l) = L E^(l-1)
-                total = total + ego
-            return total / (self.n_layers + 1)
-        few = batch_rows(nodes, ego.shape[0]) if self.n_layers > 0 else None
-        total = torch.index_select(ego, 0, nodes)
+        few = batch_rows(nodes, ego.shape[0]) if nodes is not None and self.n_layers > 0 else None
+
+        def at_nodes(layer):
+            return layer if nodes is None else torch.index_select(layer, 0, nodes)
+
+        total = at_nodes(ego)
         for layer in range(self.n_layers):
             if few is not None and layer == self.n_layers - 1:  # E^(L) = L[rows] E^(L-1) at the R rows
                 rows, inverse = few
                 last = self.graph.rows_product(ego, self.graph.row_block(rows, weights))  # (R, d)
                 total = total + torch.index_select(last, 0, inverse)
             else:
-                ego = self.graph(ego, weights)
-                total = total + torch.index_select(ego, 0, nodes)
-        return total / (self.n_layers + 1)  # (len(nodes), d)
+                ego = self.graph(ego, weights)  # E^(l) = L E^(l-1)
+                total = total + at_nodes(ego)
+        return total / (self.n_layers + 1)  # (N, d) or (len(nodes), d)
 
     def propagate(self):
         """(n_users, d), (n_items, d)."""

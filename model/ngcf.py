@@ -64,14 +64,14 @@ class _SumPropagation(torch.autograd.Function):
     def forward(ctx, nodes, ego, values, values_t, graph, adjacency, slope, dropout, *params):
         ctx.set_materialize_grads(False)
         matrix, transposed = graph.matrices((values, values_t))  # A and Aᵀ, (N, N)
-        n_layers, rows, inverse = len(params) // 2, None, None
+        n_layers = len(params) // 2
         # Only the batch's rows of the last layer are read: when they are few, compute it there alone.
         few = batch_rows(nodes, graph.shape[0]) if nodes is not None and n_layers > 0 else None
+        rows, inverse = few if few is not None else (None, None)  # nodes = rows[inverse]
         outputs, saved = [ego], []
         for layer, (weight, bias) in enumerate(zip(params[0::2], params[1::2])):  # [W1 | W2]: (d_out, 2d)
             ego_rows = ego  # E at the rows this layer computes: all N, or in the last layer R of them
-            if few is not None and layer == n_layers - 1:
-                rows, inverse = few  # nodes = rows[inverse]
+            if rows is not None and layer == n_layers - 1:
                 matrix, transposed = graph.row_block(rows, (values, values_t))  # (R, N), (N, R)
                 ego_rows = torch.index_select(ego, 0, rows)  # (R, d)
             d = ego.shape[1]

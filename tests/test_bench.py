@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import torch
 from conftest import ROOT, write_movielens_100k
+from test_models import write_benchmark
 
 from bench import baseline
 from data_loader.benchmark import BenchmarkDataLoader
@@ -40,15 +41,12 @@ FIGURES = {
 def write_gowalla_layout(folder, n_users=40, n_items=60, seed=0):
     """train.txt / test.txt in the Gowalla benchmark layout: 'user item item ...' per line."""
     rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
     train, test = [], []
     for user in range(n_users):
         items = rng.choice(n_items, size=int(rng.integers(6, 15)), replace=False)
         train.append(" ".join(map(str, [user, *sorted(items[:-3])])))
         test.append(" ".join(map(str, [user, *sorted(items[-3:])])))
-    (folder / "train.txt").write_text("\n".join(train) + "\n")
-    (folder / "test.txt").write_text("\n".join(test) + "\n")
-    return folder
+    return write_benchmark(folder, train, test)
 
 
 def test_benchmark_writes_every_figure(tmp_path):
