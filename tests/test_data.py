@@ -56,6 +56,22 @@ def test_sampler_negatives_are_never_training_positives():
             assert not dense[u, n].any(), "a negative that is a training positive"
 
 
+def test_sampler_dense_table_and_binary_search_draw_the_same_batches(monkeypatch):
+    """Small data looks membership up in a dense table, large data by binary search over sorted
+    keys (utils/sampler.py: DENSE_TABLE_CELLS): the same generator gives the same batches."""
+    users, items, n_users, n_items = random_pairs(seed=6)
+    train = to_csr(users, items, n_users, n_items)
+    for mode in ("user", "interaction"):
+        dense = BPRSampler(train, mode, seed=7)
+        monkeypatch.setattr("utils.sampler.DENSE_TABLE_CELLS", 0)
+        searched = BPRSampler(train, mode, seed=7)
+        monkeypatch.undo()
+        assert dense.table is not None and searched.table is None
+        for _ in range(5):
+            for a, b in zip(dense.sample(256), searched.sample(256)):
+                np.testing.assert_array_equal(a, b)
+
+
 def test_sampler_distributions_match_the_plain_version():
     """'user' draws users uniformly; 'interaction' draws users in proportion to their degree;
     negatives are uniform over the user's non-interacted items (chi-square-style bounds)."""

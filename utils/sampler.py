@@ -4,6 +4,10 @@ import numpy as np
 
 SAMPLING_MODES = ("user", "interaction")
 
+# Up to this many (user, item) cells, membership is looked up in a dense (n_users, n_items) table
+# of booleans (MovieLens-1M: 22 MB): one indexing instead of a binary search over the sorted keys.
+DENSE_TABLE_CELLS = 2**25
+
 
 class BPRSampler:
     """Draws (user, positive, negative) index arrays from a binary CSR train matrix.
@@ -27,8 +31,12 @@ class BPRSampler:
         keep = np.isin(row_of, self.active_users)
         self.interaction_rows = row_of[keep]
         self.interaction_ids = np.flatnonzero(keep)
-        # Sorted keys user * n_items + item: membership test by binary search.
+        # Sorted keys user * n_items + item: membership test by binary search, or in a dense table.
         self.keys = row_of * self.n_items + self.indices
+        self.table = None
+        if train.shape[0] * self.n_items <= DENSE_TABLE_CELLS:
+            self.table = np.zeros(train.shape[0] * self.n_items, dtype=bool)
+            self.table[self.keys] = True
         self.rng = np.random.default_rng(seed)
 
     @property
@@ -55,6 +63,8 @@ class BPRSampler:
 
     def _is_positive(self, users, items):
         query = users * self.n_items + items
+        if self.table is not None:
+            return self.table[query]
         found = np.searchsorted(self.keys, query).clip(max=len(self.keys) - 1)
         return self.keys[found] == query
 
