@@ -83,8 +83,10 @@ def keep_mask(shape, p, device=None, dtype=torch.bool):
 
 def _spmm(a, x):
     """CSR (N, N) @ dense (N, d). addmm with beta=0 into a fresh tensor: on the CPU, twice as fast as
-    torch.sparse.mm, which also zero-fills and accumulates."""
-    return torch.addmm(x.new_empty(a.shape[0], x.shape[1]), a, x, beta=0)
+    torch.sparse.mm, which also zero-fills and accumulates. Given as both input and out, the fresh
+    tensor is not first copied into the result."""
+    out = x.new_empty(a.shape[0], x.shape[1])
+    return torch.addmm(out, a, x, beta=0, out=out)
 
 
 # The last layer is computed at a batch's distinct rows alone when they are at most this share
@@ -95,9 +97,63 @@ BATCH_ROWS_SHARE = 0.25
 
 def batch_rows(nodes, n):
     """(rows, inverse), the sorted distinct `nodes` and nodes = rows[inverse], when they are few
-    enough among the n nodes to compute the last layer at them alone (BATCH_ROWS_SHARE); else None."""
-    rows, inverse = torch.unique(nodes, return_inverse=True)
-    return (rows, inverse) if len(rows) <= BATCH_ROWS_SHARE * n else None
+    enough among the n nodes to compute the last layer at them alone (BATCH_ROWS_SHARE); else None.
+
+    Marks the nodes in an (n,) array instead of sorting them (torch.unique): on ML-100K, where the
+    answer is None, 0.02 ms instead of 0.17 ms a step."""
+    present = torch.zeros(n, dtype=torch.bool, device=nodes.device)
+    present[nodes] = True
+    count = int(present.sum())
+    if count > BATCH_ROWS_SHARE * n:
+        return None
+    rows = present.nonzero().squeeze(1)  # (R,), sorted
+    position = torch.empty(n, dtype=torch.int64, device=nodes.device)
+    position[rows] = torch.arange(count, device=nodes.device)
+    return rows, position[nodes]
+
+
+class _PairScores(torch.autograd.Function):
+    """BPR's two scores from the batch's rows of every layer, without concatenating the layers.
+
+    Each layer is (3B, d_l): its rows at [users | positives | negatives]. With u_l, p_l, n_l its
+    three (B, d_l) blocks, the scores of e* = e^(0) || ... || e^(L) are
+        pos = Σ_l rowwise u_l · p_l (B,)        neg = Σ_l rowwise u_l · n_l (B,)
+    and each layer's gradient is one (3B, d_l) block, [g_pos p_l + g_neg n_l | g_pos u_l | g_neg u_l]:
+    what the propagation's backward scatters to the graph's rows as it is. Autograd on
+    cat + split + products made a (3B, D) concatenation forward, another one for the split's
+    gradient and a contiguous copy of every layer's slice of it backward (NGCF, ML-100K:
+    0.85 ms of a 13.5 ms step at 2 threads).
+    """
+
+    @staticmethod
+    def forward(ctx, batch, *layers):
+        ctx.batch = batch
+        ctx.save_for_backward(*layers)
+        scores = None
+        for layer in layers:
+            u, pn = layer.view(3, batch, -1)[0], layer.view(3, batch, -1)[1:]  # (B, d), (2, B, d)
+            layer_scores = torch.mul(pn, u).sum(dim=2)  # (2, B): u·p, u·n
+            scores = layer_scores if scores is None else scores.add_(layer_scores)
+        return scores[0], scores[1]
+
+    @staticmethod
+    def backward(ctx, g_pos, g_neg):
+        batch = ctx.batch
+        g = torch.stack([g_pos, g_neg]).unsqueeze(2)  # (2, B, 1)
+        grads = []
+        for layer in ctx.saved_tensors:
+            u, p, n = layer.view(3, batch, -1)  # (B, d) each
+            grad = torch.empty_like(layer).view(3, batch, -1)
+            torch.mul(p, g[0], out=grad[0]).addcmul_(n, g[1])  # ∂u = g_pos p + g_neg n
+            torch.mul(u, g, out=grad[1:])  # ∂p = g_pos u, ∂n = g_neg u
+            grads.append(grad.view(layer.shape))
+        return (None, *grads)
+
+
+def pair_scores(batch, layers):
+    """(pos, neg), each (B,): e_u*ᵀ e_p* and e_u*ᵀ e_n*, where e* concatenates `layers`, each (3B, d_l)
+    and holding the rows of users, positives and negatives in that order (B = batch)."""
+    return _PairScores.apply(batch, *layers)
 
 
 class _SpMM(torch.autograd.Function):
@@ -137,6 +193,9 @@ class SparseGraph(nn.Module):
         transposed = positions.T.tocsr()
         transposed.sort_indices()
         self.shape = matrix.shape
+        # 32-bit indices where they fit: MKL's CPU product takes them as they are and converts 64-bit
+        # ones on every call, single-threaded (ML-100K, 2 threads: 0.49 instead of 0.5-0.76 ms a product).
+        index_dtype = np.int32 if max(matrix.nnz, *matrix.shape) < 2**31 else np.int64
         for name, array in (
             ("crow", matrix.indptr),
             ("col", matrix.indices),
@@ -144,7 +203,7 @@ class SparseGraph(nn.Module):
             ("col_t", transposed.indices),
             ("perm_t", transposed.data),
         ):
-            self.register_buffer(name, torch.from_numpy(np.asarray(array, dtype=np.int64)), persistent=False)
+            self.register_buffer(name, torch.from_numpy(np.asarray(array, dtype=index_dtype)), persistent=False)
         self.register_buffer("values", torch.from_numpy(matrix.data.astype(np.float32)), persistent=False)
         # A symmetric A (the normalised Laplacian) is its own transpose: no permutation needed.
         self.symmetric = bool(np.array_equal(matrix.data[transposed.data.astype(np.int64)], matrix.data))
@@ -180,20 +239,20 @@ class SparseGraph(nn.Module):
         the values `weights` from dropout(p) (None: A itself). A training step reads its last layer
         only at the batch's rows and, when they are few (batch_rows), computes it with these."""
         values = self.values if weights is None else weights[0]
-        n, r = self.shape[0], len(rows)
+        n, r, index = self.shape[0], len(rows), dict(dtype=self.crow.dtype, device=rows.device)
         counts = self.crow[rows + 1] - self.crow[rows]  # entries per selected row, (R,)
-        crow = torch.zeros(r + 1, dtype=torch.int64, device=rows.device)
+        crow = torch.zeros(r + 1, **index)
         torch.cumsum(counts, 0, out=crow[1:])
         nnz = int(crow[-1])
         # Entry j of the block, in row k, is entry self.crow[rows[k]] + (j - crow[k]) of A.
         position = torch.repeat_interleave(self.crow[rows] - crow[:-1], counts, output_size=nnz)
-        position += torch.arange(nnz, device=rows.device)
+        position += torch.arange(nnz, **index)
         col, block_values = torch.index_select(self.col, 0, position), torch.index_select(values, 0, position)
         # The transpose: the same entries ordered by column (stable, so rows stay sorted within one).
         order = torch.argsort(col, stable=True)
-        crow_t = torch.zeros(n + 1, dtype=torch.int64, device=rows.device)
+        crow_t = torch.zeros(n + 1, **index)
         torch.cumsum(torch.bincount(col, minlength=n), 0, out=crow_t[1:])
-        row_of_entry = torch.repeat_interleave(torch.arange(r, device=rows.device), counts, output_size=nnz)
+        row_of_entry = torch.repeat_interleave(torch.arange(r, **index), counts, output_size=nnz)
         block = _csr(crow, col, block_values, (r, n))
         col_t, values_t = torch.index_select(row_of_entry, 0, order), torch.index_select(block_values, 0, order)
         return block, _csr(crow_t, col_t, values_t, (n, r))

@@ -21,6 +21,7 @@ from model.graph import (
     batch_rows,
     keep_mask,
     normalized_adjacency,
+    pair_scores,
 )
 from utils.errors import ConfigError
 
@@ -135,10 +136,10 @@ class _SumPropagation(torch.autograd.Function):
             d = ego_rows.shape[1]
             g1, g2 = g_inputs[:, :d], g_inputs[:, d:]
             g_side = torch.addcmul(g1, g2, ego_rows)
-            g = g1.addcmul_(g2, side) if ctx.adjacency == "symmetric" else g2.mul_(side)  # (n, d)
+            g = torch.addcmul(g1, g2, side) if ctx.adjacency == "symmetric" else torch.mul(g2, side)  # (n, d)
             if restricted:
                 g = g.new_zeros(ctx.n_nodes, d).index_copy_(0, rows, g)  # (N, d), zero off the R rows
-            g = torch.addmm(g, transposed, g_side)  # + Aᵀ ∂side (A[rows]ᵀ when restricted), (N, d)
+            g = torch.addmm(g, transposed, g_side, out=g)  # + Aᵀ ∂side (A[rows]ᵀ when restricted), (N, d)
         g = add_rows(g, grads[0], ctx.ego, nodes)  # (N, d0)
         return (None, g, None, None, None, None, None, None, *param_grads)
 
@@ -237,25 +238,21 @@ class NGCF(PropagationModel):
 
     def propagate(self):
         """All nodes' final representations e* = e^(0) || ... || e^(L): (n_users, D), (n_items, D)."""
-        final = self._concatenate(self.layers())  # (N, D)
+        final = torch.cat(self._final_parts(self.layers()), dim=1)  # (N, D)
         return final[: self.n_users], final[self.n_users :]
 
-    def _concatenate(self, layers):
-        """e* = e^(0) || ... || e^(L); with normalize_layers, each propagated layer L2-normalised first."""
+    def _final_parts(self, layers):
+        """The parts of e* = e^(0) || ... || e^(L): the layers, with normalize_layers each propagated
+        one L2-normalised."""
         if self.normalize_layers:
             layers = layers[:1] + [F.normalize(layer, dim=1) for layer in layers[1:]]
-        return torch.cat(layers, dim=1)
+        return layers
 
     def forward(self, users, pos_items, neg_items):
         # Only the batch's rows of e* are needed: each layer is gathered at them once (the last one
         # is computed at them alone), and the backward scatters their gradient once per layer.
         nodes = torch.cat([users, self.n_users + pos_items, self.n_users + neg_items])  # (3B,)
-        layers = self.layers(nodes)  # (3B, d_l) each
-        rows = self._concatenate(layers)  # (3B, D)
-        u, p, n = rows.split(len(users))  # (B, D) each
-        reg = layers[0] if self.l2_on == "embedding" else rows  # the paper regularises e^(0) of the batch
-        return {
-            "pos_scores": (u * p).sum(dim=1),  # (B,)
-            "neg_scores": (u * n).sum(dim=1),  # (B,)
-            "l2": reg.pow(2).sum() / 2,
-        }
+        parts = self._final_parts(self.layers(nodes))  # (3B, d_l) each
+        pos_scores, neg_scores = pair_scores(len(users), parts)  # (B,) each, e* never concatenated
+        reg = parts[:1] if self.l2_on == "embedding" else parts  # the paper regularises e^(0) of the batch
+        return {"pos_scores": pos_scores, "neg_scores": neg_scores, "l2": sum(part.pow(2).sum() for part in reg) / 2}

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from base.interactions import Interactions, to_csr
-from model.graph import SparseGraph, batch_rows, keep_mask, normalized_adjacency, random_words
+from model.graph import SparseGraph, batch_rows, keep_mask, normalized_adjacency, pair_scores, random_words
 from model.loss import bpr_loss
 from model.ngcf import NGCF
 
@@ -86,6 +86,45 @@ def test_row_block_is_the_rows_of_the_matrix_and_their_transpose(mode):
     probe = torch.randn(5, 3)
     (graph.rows_product(x, (block, transposed)) * probe).sum().backward()
     torch.testing.assert_close(x.grad, dense[rows].T @ probe)
+
+
+def test_batch_rows_are_the_sorted_distinct_nodes_when_few():
+    nodes = torch.tensor([7, 3, 7, 0, 12, 3, 3])
+    rows, inverse = batch_rows(nodes, 80)  # 4 distinct of 80 nodes: few
+    torch.testing.assert_close(rows, torch.unique(nodes))
+    torch.testing.assert_close(rows[inverse], nodes)
+    assert batch_rows(nodes, 15) is None  # 4 of 15 nodes: over the share, computed whole
+    assert batch_rows(torch.arange(20), 80) is not None and batch_rows(torch.arange(21), 80) is None  # share 1/4
+
+
+def test_pair_scores_equal_the_concatenation_and_its_gradients():
+    """pair_scores gives autograd's scores and gradients of cat + split + row-wise dot products."""
+    torch.manual_seed(0)
+    batch = 5
+    layers = [torch.randn(3 * batch, d, requires_grad=True) for d in (8, 5, 3)]
+    g_pos, g_neg = torch.randn(batch), torch.randn(batch)
+    pos, neg = pair_scores(batch, layers)
+    fused = torch.autograd.grad((pos * g_pos + neg * g_neg).sum(), layers)
+    u, p, n = torch.cat(layers, dim=1).split(batch)
+    expected_pos, expected_neg = (u * p).sum(dim=1), (u * n).sum(dim=1)
+    expected = torch.autograd.grad((expected_pos * g_pos + expected_neg * g_neg).sum(), layers)
+    torch.testing.assert_close(pos, expected_pos)
+    torch.testing.assert_close(neg, expected_neg)
+    for got, want in zip(fused, expected):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("normalize_layers", [False, True])
+def test_training_scores_are_the_evaluation_scores(normalize_layers):
+    """The step's pos/neg scores (batch rows, pair_scores) are entries of full_scores (e* whole)."""
+    ds = small_dataset()
+    torch.manual_seed(0)
+    model = NGCF(ds, embed_dim=8, layers=[8, 6], normalize_layers=normalize_layers).eval()
+    users, pos, neg = torch.tensor([1, 2, 2, 5]), torch.tensor([0, 3, 3, 14]), torch.tensor([4, 5, 0, 1])
+    out = model(users, pos, neg)
+    scores = model.full_scores(users)
+    torch.testing.assert_close(out["pos_scores"], scores[torch.arange(4), pos])
+    torch.testing.assert_close(out["neg_scores"], scores[torch.arange(4), neg])
 
 
 def test_keep_mask_rate_and_independence():
