@@ -12,32 +12,31 @@ from model.graph import _spmm, batch_rows
 def step_ops(model, name, nodes):
     """A function doing only what a training step must compute, on inputs made beforehand.
 
-    The step reads the last layer only at the batch's rows `nodes` (3B,), so: per layer, A x
-    forward and A^T g backward over all N nodes, except in the last layer when the R distinct
-    rows are few (model/graph.py: batch_rows): there A[rows] x and A[rows]^T g. NGCF adds each
-    layer's product [first | second] (n, 2d) x (2d, d) and its two backward products, n = N, or R
-    in that last layer. LightGCN: the sparse products only.
+    The step reads the last layer only at the batch's R distinct rows of `nodes` (3B,), so: per
+    layer, A x forward and A^T g backward over all N nodes, except in the last layer when the rows
+    are few (model/graph.py: batch_rows): there A[rows] x and A[rows]^T g. NGCF adds each layer's
+    product [first | second] (n, 2d) x (2d, d) and its two backward products, n = N, or R in the
+    last layer. LightGCN: the sparse products only.
     """
     graph = model.graph
     a, a_t = graph.matrices()
     d = model.embedding.weight.shape[1]
     weight = torch.randn(d, 2 * d)  # [W1 | W2]
     n_layers = len(model.w1) if name == "NGCF" else model.n_layers
-    shapes = [(graph.shape[0], (a, a_t))] * n_layers
-    few = batch_rows(nodes, graph.shape[0])
-    if few is not None:  # as the model: the last layer at the batch's rows alone
-        block = graph.row_block(few[0])
-        shapes[-1] = (block[0].shape[0], block)
+    rows, _, few = batch_rows(nodes, graph.shape[0])
     layers = []
-    for n, (matrix, transposed) in shapes:
-        # x (N, d); the product's output side (n, d), the layer input (n, 2d), a gradient (n, d)
-        layers.append((matrix, transposed, torch.randn(graph.shape[0], d), torch.randn(n, 2 * d), torch.randn(n, d)))
+    for layer in range(n_layers):
+        last = layer == n_layers - 1
+        matrix, transposed = graph.row_block(rows) if last and few else (a, a_t)
+        n = len(rows) if last else graph.shape[0]  # rows of the dense products
+        x, grad_side = torch.randn(graph.shape[0], d), torch.randn(matrix.shape[0], d)
+        layers.append((matrix, transposed, x, grad_side, torch.randn(n, 2 * d), torch.randn(n, d)))
 
     @torch.no_grad()
     def run():
-        for matrix, transposed, x, inputs, grad in layers:
+        for matrix, transposed, x, grad_side, inputs, grad in layers:
             _spmm(matrix, x)  # forward propagation (the same product the model uses)
-            _spmm(transposed, grad)  # its backward
+            _spmm(transposed, grad_side)  # its backward
             if name == "NGCF":
                 inputs @ weight.T  # forward (n, d)
                 grad @ weight  # grad of the inputs (n, 2d)

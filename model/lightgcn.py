@@ -37,15 +37,14 @@ class LightGCN(PropagationModel):
         if self.training and self.edge_dropout > 0:
             weights = self.graph.dropout(self.edge_dropout)
         ego = self.embedding.weight  # (N, d)
-        few = batch_rows(nodes, ego.shape[0]) if nodes is not None and self.n_layers > 0 else None
+        rows, inverse, few = batch_rows(nodes, ego.shape[0]) if nodes is not None else (None, None, False)
 
         def at_nodes(layer):
             return layer if nodes is None else torch.index_select(layer, 0, nodes)
 
         total = at_nodes(ego)
         for layer in range(self.n_layers):
-            if few is not None and layer == self.n_layers - 1:  # E^(L) = L[rows] E^(L-1) at the R rows
-                rows, inverse = few
+            if few and layer == self.n_layers - 1:  # E^(L) = L[rows] E^(L-1) at the R rows
                 last = self.graph.rows_product(ego, self.graph.row_block(rows, weights))  # (R, d)
                 total = total + torch.index_select(last, 0, inverse)
             else:

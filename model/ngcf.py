@@ -66,17 +66,20 @@ class _SumPropagation(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         matrix, transposed = graph.matrices((values, values_t))  # A and Aᵀ, (N, N)
         n_layers = len(params) // 2
-        # Only the batch's rows of the last layer are read: when they are few, compute it there alone.
-        few = batch_rows(nodes, graph.shape[0]) if nodes is not None and n_layers > 0 else None
-        rows, inverse = few if few is not None else (None, None)  # nodes = rows[inverse]
+        # Only the batch's R distinct rows of the last layer are read: it is computed there alone.
+        rows, inverse, few = batch_rows(nodes, graph.shape[0]) if nodes is not None else (None, None, False)
         outputs, saved = [ego], []
         for layer, (weight, bias) in enumerate(zip(params[0::2], params[1::2])):  # [W1 | W2]: (d_out, 2d)
             ego_rows = ego  # E at the rows this layer computes: all N, or in the last layer R of them
-            if rows is not None and layer == n_layers - 1:
+            last_rows = rows is not None and layer == n_layers - 1
+            if last_rows and few:
                 matrix, transposed = graph.row_block(rows, (values, values_t))  # (R, N), (N, R)
-                ego_rows = torch.index_select(ego, 0, rows)  # (R, d)
             d = ego.shape[1]
-            side = _spmm(matrix, ego)  # (n, d), n = N or R
+            side = _spmm(matrix, ego)  # (n, d), n = N or R (A[rows] E)
+            if last_rows:
+                ego_rows = torch.index_select(ego, 0, rows)  # (R, d)
+                if not few:
+                    side = torch.index_select(side, 0, rows)  # (R, d): the rows of the whole A E
             inputs = ego.new_empty(side.shape[0], 2 * d)  # [first | second]: one product for both terms
             if adjacency == "symmetric":
                 torch.add(side, ego_rows, out=inputs[:, :d])
@@ -97,10 +100,9 @@ class _SumPropagation(torch.autograd.Function):
             ego = out
         ctx.adjacency, ctx.slope, ctx.n_nodes, ctx.ego = adjacency, slope, graph.shape[0], outputs[0]
         ctx.nodes, ctx.rows, ctx.inverse, ctx.saved, ctx.params = nodes, rows, inverse, saved, params
-        if nodes is None:
-            return tuple(outputs[1:])
-        if rows is None:  # every layer computed over all N nodes
-            return tuple(torch.index_select(layer, 0, nodes) for layer in outputs)
+        ctx.few = few
+        if nodes is None or n_layers == 0:
+            return tuple(outputs[1:]) if nodes is None else (torch.index_select(ego, 0, nodes),)
         gathered = [torch.index_select(layer, 0, nodes) for layer in outputs[:-1]]
         return (*gathered, torch.index_select(outputs[-1], 0, inverse))
 
@@ -139,7 +141,9 @@ class _SumPropagation(torch.autograd.Function):
             g = torch.addcmul(g1, g2, side) if ctx.adjacency == "symmetric" else torch.mul(g2, side)  # (n, d)
             if restricted:
                 g = g.new_zeros(ctx.n_nodes, d).index_copy_(0, rows, g)  # (N, d), zero off the R rows
-            g = torch.addmm(g, transposed, g_side, out=g)  # + Aᵀ ∂side (A[rows]ᵀ when restricted), (N, d)
+                if not ctx.few:  # side was the R rows of the whole A E: Aᵀ takes ∂side zero elsewhere
+                    g_side = g_side.new_zeros(ctx.n_nodes, d).index_copy_(0, rows, g_side)
+            g = torch.addmm(g, transposed, g_side, out=g)  # + Aᵀ ∂side (A[rows]ᵀ with few rows), (N, d)
         g = add_rows(g, grads[0], ctx.ego, nodes)  # (N, d0)
         return (None, g, None, None, None, None, None, None, *param_grads)
 

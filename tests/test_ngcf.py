@@ -88,13 +88,14 @@ def test_row_block_is_the_rows_of_the_matrix_and_their_transpose(mode):
     torch.testing.assert_close(x.grad, dense[rows].T @ probe)
 
 
-def test_batch_rows_are_the_sorted_distinct_nodes_when_few():
+def test_batch_rows_are_the_sorted_distinct_nodes():
     nodes = torch.tensor([7, 3, 7, 0, 12, 3, 3])
-    rows, inverse = batch_rows(nodes, 80)  # 4 distinct of 80 nodes: few
-    torch.testing.assert_close(rows, torch.unique(nodes))
-    torch.testing.assert_close(rows[inverse], nodes)
-    assert batch_rows(nodes, 15) is None  # 4 of 15 nodes: over the share, computed whole
-    assert batch_rows(torch.arange(20), 80) is not None and batch_rows(torch.arange(21), 80) is None  # share 1/4
+    for n, few in ((80, True), (15, False)):  # 4 distinct of 80 nodes: few; of 15: over the share
+        rows, inverse, is_few = batch_rows(nodes, n)
+        torch.testing.assert_close(rows, torch.unique(nodes))
+        torch.testing.assert_close(rows[inverse], nodes)
+        assert is_few == few
+    assert batch_rows(torch.arange(20), 80)[2] and not batch_rows(torch.arange(21), 80)[2]  # the share is 1/4
 
 
 def test_pair_scores_equal_the_concatenation_and_its_gradients():
@@ -236,16 +237,15 @@ def test_message_dropout_is_standard_dropout():
 def autograd_layers(model, nodes=None):
     """Eq. 7 in plain autograd operations, drawing the same random numbers in the same order as the
     model (node dropout once, then one message-dropout mask per layer). With `nodes`, the layers at
-    those rows; when the model computes the last layer at the distinct rows alone (batch_rows), so
-    does this (its mask drawn for them), but from the whole product A E, rows picked afterwards."""
+    those rows; the model computes the last layer at the batch's distinct rows alone (batch_rows), so
+    does this (its mask drawn for them), always from the whole product A E, rows picked afterwards."""
     weights = model.graph.dropout(model.node_dropout) if model.node_dropout > 0 else None
     ego = model.embedding.weight
     outputs = [ego]
-    few = None if nodes is None else batch_rows(nodes, model.graph.shape[0])
+    rows, inverse, _ = (None, None, None) if nodes is None else batch_rows(nodes, model.graph.shape[0])
     for layer, (w1, w2) in enumerate(zip(model.w1, model.w2)):
         side = model.graph(ego, weights)
-        if few is not None and layer == len(model.w1) - 1:
-            rows, inverse = few
+        if rows is not None and layer == len(model.w1) - 1:
             side, ego = side[rows], ego[rows]
         first = side + ego if model.adjacency == "symmetric" else side
         ego = F.leaky_relu(w1(first) + w2(side * ego), model.leaky_slope)
@@ -255,8 +255,6 @@ def autograd_layers(model, nodes=None):
         outputs.append(ego)
     if nodes is None:
         return outputs
-    if few is None:
-        return [layer[nodes] for layer in outputs]
     return [layer[nodes] for layer in outputs[:-1]] + [outputs[-1][inverse]]
 
 
@@ -269,13 +267,16 @@ def autograd_layers(model, nodes=None):
         ("symmetric", True, 0.3, None, [7, 6, 5]),
         ("mean", True, 0.3, "few", [7, 6, 5]),
         ("mean", False, 0.0, None, [7, 6, 5]),
+        ("mean", True, 0.3, "many", [7, 6, 5]),
         ("symmetric", False, 0.3, "few", [7]),  # the only layer is the last, computed at the rows
+        ("symmetric", False, 0.0, "many", [7]),
     ],
 )
 def test_hand_written_backward_equals_autograd(adjacency, bias, dropout, gathered, layers):
     """The fused propagation (model/ngcf.py: _SumPropagation) gives autograd's values and gradients,
-    for the batch's rows (duplicates included; few rows: the last layer computed at them alone,
-    many: over all nodes) and for the whole graph, with both dropouts."""
+    for the batch's rows (duplicates included; the last layer computed at the distinct rows alone:
+    with A[rows] when they are few, from the rows of the whole A E when many) and for the whole
+    graph, with both dropouts."""
     ds = small_dataset(n_users=30, n_items=40)
     torch.manual_seed(0)
     model = NGCF(
@@ -292,7 +293,7 @@ def test_hand_written_backward_equals_autograd(adjacency, bias, dropout, gathere
         None: None,
     }[gathered]
     if gathered:
-        assert (batch_rows(nodes, n) is None) == (gathered == "many")
+        assert batch_rows(nodes, n)[2] == (gathered == "few")
     probes = [torch.randn(len(nodes) if gathered else n, d) for d in (8, *layers)]
 
     def loss_and_grads(layers):
