@@ -34,10 +34,12 @@ class _SumPropagation(torch.autograd.Function):
     backward written out by hand. Returns (E^(0), ..., E^(L)) at the rows `nodes`, each
     (len(nodes), d_l); with nodes None, (E^(1), ..., E^(L)) whole, each (N, d_l).
 
-    With `nodes`, nothing reads the last layer elsewhere, so when the R distinct rows are few
-    (model/graph.py: batch_rows) it is computed at them alone, with A[rows] (R, N) in place of A and
-    A[rows]ᵀ in the backward (on Gowalla R is 4 % of the nodes: a step 0.38 -> 0.27 s). Its
-    message-dropout mask is then drawn for those R rows.
+    With `nodes`, nothing reads the last layer elsewhere, so it is computed at the R distinct rows
+    alone (model/graph.py: batch_rows): when they are few, with A[rows] (R, N) in place of A and
+    A[rows]ᵀ in the backward (on Gowalla R is 4 % of the nodes: a step 0.38 -> 0.27 s); else from
+    the R rows of the whole product A E, with ∂side zero off them in the backward (on ML-100K R is
+    64 %: the layer's dense products and element-wise work shrink). Its message-dropout mask is
+    drawn for those R rows.
 
     One layer, with A the Laplacian (node dropout already in its values) and keep the message
     dropout mask (0 or 1 per entry):
@@ -52,7 +54,8 @@ class _SumPropagation(torch.autograd.Function):
         ∂side = G1 + G2 ⊙ E
         ∂E = G1 ('symmetric' only) + G2 ⊙ side + Aᵀ ∂side
     (in the restricted last layer E, side, z, out are their R rows, and G1 + G2 ⊙ side lands on
-    those rows of ∂E, zero elsewhere, before A[rows]ᵀ ∂side is added)
+    those rows of ∂E, zero elsewhere, before A[rows]ᵀ ∂side — or Aᵀ of ∂side zero off the rows —
+    is added)
     This is what autograd computes, with half the passes over (N, d) arrays around the products:
     one gradient buffer per layer, the sums fused into addcmul and into the sparse product, and
     the gathered rows' gradient added in place instead of through a zero-filled (N, d) array
