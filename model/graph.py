@@ -129,7 +129,7 @@ class _PairScores(torch.autograd.Function):
         ctx.save_for_backward(*layers)
         scores = None
         for layer in layers:
-            u, pn = layer.view(3, batch, -1)[0], layer.view(3, batch, -1)[1:]  # (B, d), (2, B, d)
+            u, pn = layer.reshape(3, batch, -1)[0], layer.reshape(3, batch, -1)[1:]  # (B, d), (2, B, d)
             layer_scores = torch.mul(pn, u).sum(dim=2)  # (2, B): u·p, u·n
             scores = layer_scores if scores is None else scores.add_(layer_scores)
         return scores[0], scores[1]
@@ -140,8 +140,8 @@ class _PairScores(torch.autograd.Function):
         g = torch.stack([g_pos, g_neg]).unsqueeze(2)  # (2, B, 1)
         grads = []
         for layer in ctx.saved_tensors:
-            u, p, n = layer.view(3, batch, -1)  # (B, d) each
-            grad = torch.empty_like(layer).view(3, batch, -1)
+            u, p, n = layer.reshape(3, batch, -1)  # (B, d) each
+            grad = layer.new_empty(3, batch, layer.shape[1])
             torch.mul(p, g[0], out=grad[0]).addcmul_(n, g[1])  # ∂u = g_pos p + g_neg n
             torch.mul(u, g, out=grad[1:])  # ∂p = g_pos u, ∂n = g_neg u
             grads.append(grad.view(layer.shape))

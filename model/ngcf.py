@@ -123,7 +123,7 @@ class _SumPropagation(torch.autograd.Function):
                 return torch.zeros_like(like) if g is None else g
             if index is None:
                 return grad if g is None else g.add_(grad)
-            # a contiguous source: index_add_ is 4x slower reading the strided slices cat's backward gives
+            # a contiguous source (pair_scores gives one): index_add_ is 4x slower reading strided rows
             return (torch.zeros_like(like) if g is None else g).index_add_(0, index, grad.contiguous())
 
         g, param_grads = None, []

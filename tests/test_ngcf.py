@@ -102,13 +102,14 @@ def test_pair_scores_equal_the_concatenation_and_its_gradients():
     """pair_scores gives autograd's scores and gradients of cat + split + row-wise dot products."""
     torch.manual_seed(0)
     batch = 5
-    layers = [torch.randn(3 * batch, d, requires_grad=True) for d in (8, 5, 3)]
+    leaves = [torch.randn(3 * batch, d, requires_grad=True) for d in (8, 5, 7)]
+    layers = leaves[:2] + [leaves[2][:, 2:5]]  # the last one strided
     g_pos, g_neg = torch.randn(batch), torch.randn(batch)
     pos, neg = pair_scores(batch, layers)
-    fused = torch.autograd.grad((pos * g_pos + neg * g_neg).sum(), layers)
+    fused = torch.autograd.grad((pos * g_pos + neg * g_neg).sum(), leaves)
     u, p, n = torch.cat(layers, dim=1).split(batch)
     expected_pos, expected_neg = (u * p).sum(dim=1), (u * n).sum(dim=1)
-    expected = torch.autograd.grad((expected_pos * g_pos + expected_neg * g_neg).sum(), layers)
+    expected = torch.autograd.grad((expected_pos * g_pos + expected_neg * g_neg).sum(), leaves)
     torch.testing.assert_close(pos, expected_pos)
     torch.testing.assert_close(neg, expected_neg)
     for got, want in zip(fused, expected):
