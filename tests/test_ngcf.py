@@ -69,10 +69,16 @@ def test_sparse_product_and_its_gradient_match_dense(mode, dropout):
     torch.testing.assert_close(grad_sparse, x.grad)
 
 
-@pytest.mark.parametrize("mode", ["symmetric", "mean"])
-def test_row_block_is_the_rows_of_the_matrix_and_their_transpose(mode):
+@pytest.mark.parametrize(
+    "mode,index_dtype", [("symmetric", torch.int32), ("mean", torch.int32), ("symmetric", torch.int64)]
+)
+def test_row_block_is_the_rows_of_the_matrix_and_their_transpose(mode, index_dtype):
+    """With 32-bit indices (every graph under 2^31 non-zeros) and 64-bit ones (larger graphs)."""
     ds = small_dataset()
     graph = SparseGraph(normalized_adjacency(ds.train, mode))
+    assert graph.crow.dtype == torch.int32
+    for name in ("crow", "col", "crow_t", "col_t", "perm_t"):
+        setattr(graph, name, getattr(graph, name).to(index_dtype))
     n = graph.shape[0]
     rows = torch.tensor([0, 2, 11, 12, n - 1])  # user 0 and the last item have no interactions
     torch.manual_seed(0)
@@ -83,6 +89,7 @@ def test_row_block_is_the_rows_of_the_matrix_and_their_transpose(mode):
     torch.testing.assert_close(block.to_dense(), dense[rows])
     torch.testing.assert_close(transposed.to_dense(), dense[rows].T)
     x = torch.randn(n, 3, requires_grad=True)
+    torch.testing.assert_close(graph(x, weights), dense @ x)  # the whole product, with these indices too
     probe = torch.randn(5, 3)
     (graph.rows_product(x, (block, transposed)) * probe).sum().backward()
     torch.testing.assert_close(x.grad, dense[rows].T @ probe)
