@@ -100,14 +100,9 @@ def batch_rows(nodes, n):
     nodes = rows[inverse], and few whether R is at most BATCH_ROWS_SHARE of n.
 
     A training step reads the last layer only at these rows: when they are few, it computes that
-    layer with A[rows] (SparseGraph.row_block); else with the whole product, taking its rows.
-    Marks the nodes in an (n,) array instead of sorting them (torch.unique: 0.17 ms on ML-100K)."""
-    present = torch.zeros(n, dtype=torch.bool, device=nodes.device)
-    present[nodes] = True
-    rows = present.nonzero().squeeze(1)  # (R,), sorted
-    position = torch.empty(n, dtype=torch.int64, device=nodes.device)
-    position[rows] = torch.arange(len(rows), device=nodes.device)
-    return rows, position[nodes], len(rows) <= BATCH_ROWS_SHARE * n
+    layer with A[rows] (SparseGraph.row_block); else with the whole product, taking its rows."""
+    rows, inverse = torch.unique(nodes, return_inverse=True)
+    return rows, inverse, len(rows) <= BATCH_ROWS_SHARE * n
 
 
 class _PairScores(torch.autograd.Function):
