@@ -37,7 +37,8 @@ class LightGCN(PropagationModel):
         if self.training and self.edge_dropout > 0:
             weights = self.graph.dropout(self.edge_dropout)
         ego = self.embedding.weight  # (N, d)
-        rows, inverse, few = batch_rows(nodes, ego.shape[0]) if nodes is not None else (None, None, False)
+        # the batch's distinct rows, for the last layer (none to restrict without layers)
+        rows, inverse, few = (None, None, False) if nodes is None or self.n_layers == 0 else batch_rows(nodes, len(ego))
 
         def at_nodes(layer):
             return layer if nodes is None else torch.index_select(layer, 0, nodes)

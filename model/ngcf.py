@@ -102,8 +102,8 @@ class _SumPropagation(torch.autograd.Function):
             outputs.append(out)
             ego = out
         ctx.adjacency, ctx.slope, ctx.n_nodes, ctx.ego = adjacency, slope, graph.shape[0], outputs[0]
-        ctx.nodes, ctx.rows, ctx.inverse, ctx.saved, ctx.params = nodes, rows, inverse, saved, params
-        ctx.few = few
+        ctx.nodes, ctx.rows, ctx.inverse, ctx.few = nodes, rows, inverse, few
+        ctx.saved, ctx.params = saved, params
         if nodes is None or n_layers == 0:
             return tuple(outputs[1:]) if nodes is None else (torch.index_select(ego, 0, nodes),)
         gathered = [torch.index_select(layer, 0, nodes) for layer in outputs[:-1]]
