@@ -2,10 +2,12 @@
 
     python -m bench --dataset ml-100k --threads 1 --out results.json
     python -m bench --dataset gowalla --threads 2 --data-dir ../shared/data
+    python -m bench --dataset ml-100k --threads 2 --models NGCF --compile
 
 Prints one table and writes the same figures as JSON: one object per model (NGCF and LightGCN,
 paper settings: batch 1024, d = 64, 3 layers). Times are seconds; each model runs in its own
-process so that `peak_rss_mb` is that model's peak. See README.md, "Speed".
+process so that `peak_rss_mb` is that model's peak. With --compile the training step runs the
+model through torch.compile (it needs a C++ compiler) and `compiled` is true. See README.md, "Speed".
 """
 
 import argparse
@@ -33,18 +35,18 @@ def timed(fn, repeat=1):
     return statistics.median(times)
 
 
-def timed_pair(fn, reference, repeat):
-    """Medians of `repeat` calls of fn and of reference, called alternately (after one warm-up call
-    each), so that a change in the machine's speed during the run affects both alike."""
-    fn()
-    reference()
-    times, reference_times = [], []
+def timed_alternately(fns, repeat):
+    """Median of `repeat` calls of each function, called in turn (after one warm-up call each), so
+    that a change in the machine's speed during the run affects them alike."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
     for _ in range(repeat):
-        for f, out in ((fn, times), (reference, reference_times)):
+        for fn, out in zip(fns, times):
             start = time.perf_counter()
-            f()
+            fn()
             out.append(time.perf_counter() - start)
-    return statistics.median(times), statistics.median(reference_times)
+    return [statistics.median(t) for t in times]
 
 
 def load(dataset, data_dir):
@@ -61,7 +63,7 @@ def load(dataset, data_dir):
     return loader, graph
 
 
-def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowalla_steps, queue):
+def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowalla_steps, compile_step, queue):
     import numpy as np
     import torch
 
@@ -83,10 +85,13 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     model = NGCF(ds) if model_name == "NGCF" else LightGCN(ds, n_layers=3)
     reg = 1e-5 if model_name == "NGCF" else 1e-4
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as the shipped configs
+    # torch.compile: dynamo cuts NGCF's forward into the pieces it can trace (the CSR tensors, the
+    # numpy masks and .item() calls break it: NGCF is 12 graphs) and compiles those, the rest runs eagerly.
+    forward = torch.compile(model) if compile_step else model
 
-    def step():
+    def step(forward=forward):
         users, pos, neg = (torch.from_numpy(a) for a in loader.sampler.sample(1024))
-        loss = bpr_loss(model(users, pos, neg), reg)
+        loss = bpr_loss(forward(users, pos, neg), reg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -94,7 +99,7 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     # The template's own work first, training and one evaluation, so that the peak memory read
     # next is its own: the floors and baselines below allocate inputs and score blocks of theirs.
     model.train()
-    for _ in range(3):  # warm-up: first-touch allocations, caches
+    for _ in range(10 if compile_step else 3):  # warm-up: first-touch allocations, caches, compilation
         step()
     n_batches = len(loader)
     if dataset == "gowalla":  # a fixed number of steps, scaled to the epoch's batch count
@@ -112,12 +117,17 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     repeat = 9 if dataset == "gowalla" else 30
     users, pos, neg = (torch.from_numpy(a) for a in loader.sampler.sample(1024))
     batch_nodes = torch.cat([users, ds.n_users + pos, ds.n_users + neg])  # a batch's rows, for the floor
-    step_s, step_floor_s = timed_pair(step, floor.step_ops(model, model_name, batch_nodes), repeat)
+    steps = [step, floor.step_ops(model, model_name, batch_nodes)]
+    if compile_step:  # the same step without torch.compile, timed in turn with it
+        steps.append(lambda: step(model))
+    step_s, step_floor_s, *step_eager_s = timed_alternately(steps, repeat)
 
     model.eval()
-    eval_s, eval_floor_s = timed_pair(
-        lambda: (model.train(False), evaluate(model, test, metrics, "cpu")),  # train(False): propagate again
-        lambda: floor.evaluation(model, test),
+    eval_s, eval_floor_s = timed_alternately(
+        [
+            lambda: (model.train(False), evaluate(model, test, metrics, "cpu")),  # train(False): propagate again
+            lambda: floor.evaluation(model, test),
+        ],
         1 if dataset == "gowalla" else 5,
     )
 
@@ -132,31 +142,34 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     sample = np.random.default_rng(0).choice(test.users, size=min(eval_baseline_users, len(test.users)), replace=False)
     eval_baseline_s = timed(lambda: baseline.evaluate(model, test, sample)) * len(test.users) / len(sample)
 
-    queue.put(
-        {
-            "dataset": dataset,
-            "model": model_name,
-            "threads": threads,
-            "prep_s": prep_s,
-            "prep_baseline_s": prep_baseline_s,
-            "step_s": step_s,
-            "step_floor_s": step_floor_s,
-            "step_baseline_s": step_baseline_s,
-            "epoch_s": epoch_s,
-            "epoch_note": epoch_note,
-            "eval_s": eval_s,
-            "eval_floor_s": eval_floor_s,
-            "eval_baseline_s": eval_baseline_s,
-            "eval_baseline_users": int(len(sample)),
-            "peak_rss_mb": peak_rss_mb,
-        }
-    )
+    figures = {
+        "dataset": dataset,
+        "model": model_name,
+        "threads": threads,
+        "compiled": compile_step,
+        "prep_s": prep_s,
+        "prep_baseline_s": prep_baseline_s,
+        "step_s": step_s,
+        "step_floor_s": step_floor_s,
+        "step_baseline_s": step_baseline_s,
+        "epoch_s": epoch_s,
+        "epoch_note": epoch_note,
+        "eval_s": eval_s,
+        "eval_floor_s": eval_floor_s,
+        "eval_baseline_s": eval_baseline_s,
+        "eval_baseline_users": int(len(sample)),
+        "peak_rss_mb": peak_rss_mb,
+    }
+    if compile_step:
+        figures["step_eager_s"] = step_eager_s[0]
+    queue.put(figures)
 
 
 def print_table(results):
     columns = [
         ("model", "{}"),
         ("threads", "{}"),
+        ("compiled", "{}"),
         ("prep_s", "{:.2f}"),
         ("prep_baseline_s", "{:.2f}"),
         ("step_s", "{:.4f}"),
@@ -182,6 +195,7 @@ def print_table(results):
             f"eval/floor {r['eval_s'] / r['eval_floor_s']:.2f}, "
             f"eval baseline/eval {r['eval_baseline_s'] / r['eval_s']:.0f}, "
             f"prep baseline/prep {r['prep_baseline_s'] / r['prep_s']:.1f}"
+            + (f", compiled step/eager step {r['step_s'] / r['step_eager_s']:.2f}" if r["compiled"] else "")
             for r in results
         )
     )
@@ -199,6 +213,9 @@ def main():
     parser.add_argument("--models", default="NGCF,LightGCN")
     parser.add_argument("--eval-baseline-users", type=int, default=300)
     parser.add_argument("--gowalla-steps", type=int, default=10)
+    parser.add_argument(
+        "--compile", action="store_true", help="train through torch.compile(model) (needs a C++ compiler)"
+    )
     parser.add_argument("--out", help="write the figures here as JSON")
     args = parser.parse_args()
 
@@ -215,6 +232,7 @@ def main():
                 Path(args.data_dir),
                 args.eval_baseline_users,
                 args.gowalla_steps,
+                args.compile,
                 queue,
             ),
         )

@@ -4,10 +4,13 @@ with like. Times are never asserted: they belong to the benchmark's table, not t
 
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from conftest import ROOT, write_movielens_100k
 from test_models import write_benchmark
@@ -23,6 +26,7 @@ FIGURES = {
     "dataset": str,
     "model": str,
     "threads": int,
+    "compiled": bool,
     "prep_s": float,
     "prep_baseline_s": float,
     "step_s": float,
@@ -63,11 +67,31 @@ def test_benchmark_writes_every_figure(tmp_path):
         for key, kind in FIGURES.items():
             assert isinstance(r[key], kind), key
         assert r["dataset"] == "ml-100k" and r["threads"] == 1 and r["eval_baseline_users"] == 10
+        assert r["compiled"] is False
         for key in FIGURES:
             if key.endswith("_s") or key == "peak_rss_mb":
                 assert math.isfinite(r[key]) and r[key] > 0, key
     table = run.stdout
     assert "step_floor_s" in table and "NGCF: step/floor" in table and "LightGCN: step/floor" in table
+
+
+@pytest.mark.skipif(
+    shutil.which(os.environ.get("CXX", "g++")) is None and not os.environ.get("CI"),
+    reason="torch.compile on the CPU needs a C++ compiler (g++ or $CXX); CI always has one",
+)
+def test_benchmark_compiled_step_is_timed_beside_the_eager_one(tmp_path):
+    """--compile trains through torch.compile and times the same step without it, in turn."""
+    write_movielens_100k(tmp_path)
+    out = tmp_path / "results.json"
+    command = [sys.executable, "-m", "bench", "--dataset", "ml-100k", "--threads", "1", "--data-dir", str(tmp_path)]
+    command += ["--models", "NGCF", "--compile", "--eval-baseline-users", "10", "--out", str(out)]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    (result,) = json.loads(out.read_text())
+    assert set(result) == set(FIGURES) | {"step_eager_s"}
+    assert result["model"] == "NGCF" and result["compiled"] is True
+    assert math.isfinite(result["step_eager_s"]) and result["step_eager_s"] > 0
+    assert "compiled step/eager step" in run.stdout
 
 
 def test_baseline_adjacency_is_the_templates(tmp_path):
