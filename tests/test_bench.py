@@ -53,14 +53,19 @@ def write_gowalla_layout(folder, n_users=40, n_items=60, seed=0):
     return write_benchmark(folder, train, test)
 
 
-def test_benchmark_writes_every_figure(tmp_path):
+def run_bench(tmp_path, *options):
+    """python -m bench on a small ml-100k data set at 1 thread: (the JSON figures, the printed table)."""
     write_movielens_100k(tmp_path)
     out = tmp_path / "results.json"
     command = [sys.executable, "-m", "bench", "--dataset", "ml-100k", "--threads", "1", "--data-dir", str(tmp_path)]
-    command += ["--eval-baseline-users", "10", "--out", str(out)]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    command += ["--eval-baseline-users", "10", "--out", str(out), *options]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    results = json.loads(out.read_text())
+    return json.loads(out.read_text()), run.stdout
+
+
+def test_benchmark_writes_every_figure(tmp_path):
+    results, table = run_bench(tmp_path)
     assert [r["model"] for r in results] == ["NGCF", "LightGCN"]
     for r in results:
         assert set(r) == set(FIGURES)
@@ -71,7 +76,6 @@ def test_benchmark_writes_every_figure(tmp_path):
         for key in FIGURES:
             if key.endswith("_s") or key == "peak_rss_mb":
                 assert math.isfinite(r[key]) and r[key] > 0, key
-    table = run.stdout
     assert "step_floor_s" in table and "NGCF: step/floor" in table and "LightGCN: step/floor" in table
 
 
@@ -81,17 +85,11 @@ def test_benchmark_writes_every_figure(tmp_path):
 )
 def test_benchmark_compiled_step_is_timed_beside_the_eager_one(tmp_path):
     """--compile trains through torch.compile and times the same step without it, in turn."""
-    write_movielens_100k(tmp_path)
-    out = tmp_path / "results.json"
-    command = [sys.executable, "-m", "bench", "--dataset", "ml-100k", "--threads", "1", "--data-dir", str(tmp_path)]
-    command += ["--models", "NGCF", "--compile", "--eval-baseline-users", "10", "--out", str(out)]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-    (result,) = json.loads(out.read_text())
+    (result,), table = run_bench(tmp_path, "--models", "NGCF", "--compile")
     assert set(result) == set(FIGURES) | {"step_eager_s"}
     assert result["model"] == "NGCF" and result["compiled"] is True
     assert math.isfinite(result["step_eager_s"]) and result["step_eager_s"] > 0
-    assert "compiled step/eager step" in run.stdout
+    assert "compiled step/eager step" in table
 
 
 def test_baseline_adjacency_is_the_templates(tmp_path):
