@@ -3,6 +3,7 @@
 python train.py -c config.json                       # a new run
 python train.py -r saved/models/NAME/RUN/checkpoint-epoch10.pth   # resume it
 python train.py -c config.json --lr 0.001 --set arch.args.layers=[64,64]
+python train.py --list                               # every model, data loader, trainer, loss, metric
 """
 
 import argparse
@@ -14,17 +15,22 @@ from torch.nn.parallel import DistributedDataParallel
 
 from base.base_trainer import TrainingError
 from data_loader import DATA_LOADERS
-from logger.logger import get_logger, setup_logging
+from logger.logger import attach_log_file, close_log_files, close_logging, get_logger, setup_logging
 from logger.plot import plot_history
 from logger.wandb_writer import WandbWriter
 from model import LOSSES, METRICS, MODELS
 from trainer import TRAINERS
 from trainer.evaluation import parse_metrics
 from utils import distributed
-from utils.checkpoint import find_latest_checkpoint, load_checkpoint
-from utils.cli import LR_SCHEDULERS, OPTIMIZERS, run_main
+from utils.checkpoint import load_checkpoint
+from utils.cli import LR_SCHEDULERS, OPTIMIZERS, check_scheduler, listing, run_main
+from utils.device import configure_device, resolve_device
+from utils.errors import ConfigError
+from utils.files import write_json
+from utils.memory import check_model_memory
 from utils.parse_config import ConfigParser, validate
-from utils.util import keep_freed_memory, read_json, resolve_device, seed_everything
+from utils.runs import RunFolder, default_run_id, find_latest_checkpoint, run_folder_of
+from utils.util import keep_freed_memory, read_json, seed_everything, set_threads
 
 
 def build_arg_parser():
@@ -37,15 +43,19 @@ def build_arg_parser():
         "of the newest run of the config's name (-c, default config.json)",
     )
     parser.add_argument("-d", "--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--run-id", dest="run_id", help="run folder name (default: a timestamp)")
+    parser.add_argument("--run-id", dest="run_id", help="run folder name (default: a timestamp and a random suffix)")
     parser.add_argument("--epochs", type=int, help="shortcut for --set trainer.epochs=N")
     parser.add_argument("--lr", type=float, help="shortcut for --set optimizer.args.lr=X")
     parser.add_argument("--bs", type=int, help="shortcut for --set data_loader.args.batch_size=N")
+    parser.add_argument("--threads", type=int, help="shortcut for --set trainer.threads=N (torch's CPU threads)")
     parser.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
         help="override a config key, VALUE in JSON: --set arch.args.layers=[64,64]",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list every model, data loader, trainer, loss and metric, then exit"
     )
     return parser
 
@@ -64,19 +74,25 @@ def parse_args(argv):
 
 
 def check_names(config):
-    """Every name and argument in the config exists, checked before anything is built."""
+    """Every name and argument in the config exists, checked before anything is read or built."""
     config.check_obj("data_loader", DATA_LOADERS, seed=0)
     config.check_obj("arch", MODELS, dataset=None)
-    config.check_obj("loss", LOSSES, None)
-    config.check_obj("optimizer", OPTIMIZERS, [])
+    if config.get("loss") is not None:
+        config.check_obj("loss", LOSSES, None, None)
+    if config.get("optimizer") is not None:
+        config.check_obj("optimizer", OPTIMIZERS, [])
     if config.get("lr_scheduler") is not None:
-        config.check_obj("lr_scheduler", LR_SCHEDULERS, None)
+        check_scheduler(config.check_obj("lr_scheduler", LR_SCHEDULERS, None)[0])
     config.check_obj("trainer", TRAINERS, *[None] * 4, config=config, device=None, data_loader=None)
     parse_metrics(config["metrics"], METRICS)
 
 
-def main(args):
-    # Parse: read and check everything before anything is created on disk.
+def locate_checkpoint(args):
+    """The checkpoint given with -r (resolving 'latest'), read and checked, or None."""
+    if args.resume is None:
+        return None
+    if not args.resume.strip():
+        raise ConfigError("-r: the checkpoint path is empty (give a checkpoint file, or -r latest)")
     if args.resume == "latest":
         # The config (-c, default config.json) only says where the runs are; the checkpoint's own
         # config is what training continues with.
@@ -84,52 +100,95 @@ def main(args):
         validate(located)
         args.resume = str(find_latest_checkpoint(located["trainer"]["save_dir"], located["name"]))
         args.config = None
-    checkpoint = load_checkpoint(args.resume) if args.resume else None
+    return load_checkpoint(args.resume)
+
+
+def plan_run(config, args, checkpoint):
+    """(the run's folders, whether it continues the checkpoint's own run) — decided, not created.
+
+    A resumed run continues in its checkpoint's run folder. It starts a new one (recording its
+    parent) when -c or --run-id is given beside -r, or when the checkpoint is not in a run folder;
+    the save location then comes from the command line, never from inside the checkpoint.
+    """
+    save_dir, name = config["trainer"]["save_dir"], config["name"]
+    if checkpoint is None:
+        return RunFolder(save_dir, name, args.run_id or default_run_id()), False
+    origin = run_folder_of(args.resume)
+    on_command_line = args.config is not None or any(s.startswith("trainer.save_dir=") for s in args.set or [])
+    if origin is not None and args.config is None and args.run_id is None:
+        return RunFolder(origin[0], origin[1], origin[2]), True
+    if not on_command_line:
+        save_dir = str(origin[0]) if origin is not None else "saved/"
+    return RunFolder(save_dir, name, args.run_id or default_run_id()), False
+
+
+def build_model(config, data, device, checkpoint, logger):
+    """The model on its device: its memory estimated first, fitted in closed form unless resuming."""
+    check_model_memory(config, MODELS, data.dataset, device)
+    model = config.init_obj("arch", MODELS, dataset=data.dataset)
+    if checkpoint is None:
+        model.fit(data.dataset)  # closed-form models fit here, once; a resume loads the fitted state
+    model = model.to(device)
+    note = model.on_device(device)
+    if note:
+        logger.info(note)
+    return model
+
+
+def main(args):
+    logger = get_logger("train")
+    # Parse: read and check everything before anything is created on disk.
+    if args.list:
+        print(listing(MODELS, DATA_LOADERS, TRAINERS, LOSSES, METRICS))
+        return
+    checkpoint = locate_checkpoint(args)
     config = ConfigParser.from_args(args, checkpoint_config=checkpoint["config"] if checkpoint else None)
     resolve_device(args.device)  # only to reject a missing device now; each rank resolves its own below
     check_names(config)
+    run, continuing = plan_run(config, args, checkpoint)
+    if checkpoint is not None and config["trainer"]["epochs"] <= checkpoint["epoch"]:
+        raise ConfigError(
+            f"trainer.epochs: {args.resume} is at epoch {checkpoint['epoch']} and trainer.epochs is "
+            f"{config['trainer']['epochs']}, so there is nothing to train; give --epochs "
+            f"{checkpoint['epoch'] + 1} or more (python test.py -r ... evaluates it)"
+        )
 
-    # Act: the process group (under torchrun), the run folder, logging and tracking start here.
-    keep_freed_memory()
+    # The process: device, threads, the process group under torchrun, the console log.
     rank, world_size, device = distributed.setup(args.device)
-    if rank == 0:  # only rank 0 writes files
-        config.make_run_dirs()
-        setup_logging(config.log_dir)
+    if rank == 0:
+        setup_logging(None)  # the console now; the log file once the run folder exists
     else:
         logging.basicConfig(level=logging.WARNING)
-    logger = get_logger("train")
-    logger.info(f"Run folder: {config.save_dir}   device: {device}   processes: {world_size}")
+    threads = set_threads(config["trainer"].get("threads", "auto"))
+    if device.type == "cpu":
+        keep_freed_memory()
+    configure_device(device)
+    logger.info(f"device: {device}   processes: {world_size}   threads: {threads}")
     seed_everything(config["seed"] + rank)
 
+    # Build: data (located, or downloaded into data_dir), model, optimizer, trainer; a resume loads
+    # its state here. Nothing is written before all of it has worked.
     data = config.init_obj("data_loader", DATA_LOADERS, seed=config["seed"])
     logger.info(f"Data: {data.dataset.summary()}")
     valid = data.split_validation()
     if world_size > 1:  # each rank: its own batches, its share of the evaluation users
         data.distribute(rank, world_size, config["seed"])
         valid = valid.shard(rank, world_size) if valid is not None else None
-    model = config.init_obj("arch", MODELS, dataset=data.dataset).to(device)
+    model = build_model(config, data, device, checkpoint, logger)
     logger.info(model)
-    criterion = config.init_ftn("loss", LOSSES)
+    criterion = None
+    if config.get("loss") is not None:
+        criterion = config.init_ftn("loss", LOSSES)
+    elif model.has_own_loss():
+        criterion = model.loss
     metrics = parse_metrics(config["metrics"], METRICS)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = config.init_obj("optimizer", OPTIMIZERS, params) if params else None
+    optimizer = config.init_obj("optimizer", OPTIMIZERS, params) if params and config.get("optimizer") else None
     lr_scheduler = None
     if optimizer is not None and config.get("lr_scheduler") is not None:
         lr_scheduler = config.init_obj("lr_scheduler", LR_SCHEDULERS, optimizer)
     if world_size > 1 and params:  # gradients are all-reduced across ranks in backward
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    wandb_cfg = config["wandb"]
-    writer = WandbWriter(
-        config.config,
-        config.log_dir,
-        mode=wandb_cfg["mode"],
-        project=wandb_cfg.get("project", "recsys-template"),
-        entity=wandb_cfg.get("entity"),
-        run_name=f"{config['name']}/{config.save_dir.name}",
-        run_id=checkpoint.get("wandb_run_id") if checkpoint else None,
-        enabled=rank == 0,
-    )
     trainer = config.init_obj(
         "trainer",
         TRAINERS,
@@ -142,19 +201,67 @@ def main(args):
         data_loader=data,
         valid_data_loader=valid,
         lr_scheduler=lr_scheduler,
-        writer=writer,
         checkpoint=checkpoint,
     )
-    exit_code = 1
+
+    # Act: the run folder (created exclusively, locked), its config, the log file and tracking.
+    if rank == 0:
+        run.continue_() if continuing else run.create(fixed_id=args.run_id is not None)
+        resolved = dict(config.config)
+        if checkpoint is not None and not continuing:  # a new run that starts from another's checkpoint
+            resolved["_parent"] = {"checkpoint": str(args.resume), "epoch": checkpoint["epoch"]}
+            config.config = resolved
+        write_json(resolved, run.path / "config.json")
+        attach_log_file(run.log_dir)
+    logger.info(f"Run folder: {run.path}")
+    finished = False
     try:
-        trainer.train()
-        exit_code = 0
+        wandb_cfg = config["wandb"]
+        writer = WandbWriter(
+            config.config,
+            run.log_dir,
+            mode=wandb_cfg["mode"],
+            project=wandb_cfg.get("project", "recsys-template"),
+            entity=wandb_cfg.get("entity"),
+            run_name=f"{config['name']}/{run.path.name}",
+            run_id=checkpoint.get("wandb_run_id") if checkpoint else None,
+            enabled=rank == 0,
+        )
+        trainer.set_output(run.path, writer, continuing=continuing)
+        exit_code = 1
+        try:
+            trainer.train()
+            exit_code = 0
+        finally:
+            finished = trainer.saved_anything()
+            writer.finish(exit_code)
         if rank == 0:
-            monitor = config["trainer"]["monitor"].split()[-1] if config["trainer"]["monitor"] != "off" else None
-            plot_history(config.save_dir / "metrics.jsonl", config.save_dir / "curves.png", monitor, logger)
+            best = trainer.best_epoch if trainer.mnt_mode != "off" else None
+            curves = (run.path / "metrics.jsonl", run.path / "curves.png", trainer.mnt_metric, logger)
+            plot_history(*curves, resumed_from=trainer.resumed_from, best_epoch=best)
     finally:
-        writer.finish(exit_code)
+        if rank == 0 and not finished and not continuing and run.created:
+            close_log_files()  # released before its folder goes
+            if run.remove_if_empty(keep_log=False):
+                logger.info(f"The run ended before its first epoch was saved: {run.path} was removed")
+        run.release()
         distributed.cleanup()
+
+
+def run(argv):
+    """train.py's whole command: the exit code (0, 1 for a stopped run, 2 for bad input, 130 for an interrupt)."""
+    arguments = parse_args(argv)
+    try:
+        code = run_main(main, arguments)
+    except TrainingError as e:
+        get_logger("train").error(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    close_logging()
+    return code
 
 
 def _terminate(signum, frame):
@@ -162,14 +269,7 @@ def _terminate(signum, frame):
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _terminate)
-    arguments = parse_args(sys.argv[1:])
-    try:
-        code = run_main(main, arguments)
-    except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = 130
-    distributed.exit_process(code)
+    for name in ("SIGTERM", "SIGHUP"):  # closing the terminal ends the run like Ctrl-C
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)
+    distributed.exit_process(run(sys.argv[1:]))

@@ -8,12 +8,15 @@ import json
 import math
 from abc import ABC, abstractmethod
 
+import numpy as np
+import torch
+
 from logger.logger import get_logger
 from utils import distributed
 from utils.checkpoint import load_weights, rng_state, save_checkpoint, set_rng_state
-from utils.errors import CheckpointError, ConfigError
-
-TRAINER_KEYS = {"type", "epochs", "save_dir", "save_period", "keep_last", "eval_period", "monitor", "early_stop", "amp"}
+from utils.errors import CheckpointError, RunFolderError
+from utils.files import append_line, read_jsonl, write_atomic
+from utils.validation import parse_monitor
 
 
 class TrainingError(Exception):
@@ -26,6 +29,7 @@ class BaseTrainer(ABC):
     config['trainer']: epochs, save_dir, save_period (checkpoint every N epochs), keep_last (how many
     epoch checkpoints to keep, 0 = all), eval_period, monitor ('max val_recall@20' | 'off'),
     early_stop (stop after this many epochs without improvement; 0 = never).
+    `self.step` counts optimizer steps over the whole run (resumed with the checkpoint).
     """
 
     def __init__(
@@ -40,34 +44,52 @@ class BaseTrainer(ABC):
         self.optimizer, self.lr_scheduler, self.device, self.writer = optimizer, lr_scheduler, device, writer
 
         cfg = config["trainer"]
-        unknown = sorted(set(cfg) - TRAINER_KEYS)
-        if unknown:
-            raise ConfigError(f"trainer: unknown key(s) {unknown} (accepted: {', '.join(sorted(TRAINER_KEYS))})")
         self.epochs, self.save_period = cfg["epochs"], cfg["save_period"]
         self.eval_period, self.early_stop = cfg["eval_period"], cfg["early_stop"]
         self.keep_last = cfg.get("keep_last", 0)
-        self.mnt_mode, self.mnt_metric = ("off", None) if cfg["monitor"] == "off" else cfg["monitor"].split()
+        self.mnt_mode, self.mnt_metric = parse_monitor(cfg["monitor"])
         self.mnt_best = -math.inf if self.mnt_mode == "max" else math.inf
         self.best_epoch = 0
         self.start_epoch = 1
-        self.checkpoint_dir = config.save_dir
-        self.metrics_path = self.checkpoint_dir / "metrics.jsonl"
+        self.step = 0
+        self.checkpoint_dir = self.metrics_path = None  # the run folder, given by set_output once it exists
         self.saved_epochs = []
+        self.resumed_from = None  # the checkpoint's epoch when this run continues one
+        self._wrote = False  # whether this run has saved a checkpoint or a metrics line
         if self.mnt_mode == "off":
             self.logger.info("trainer.monitor is off: no model selection; model_best.pth will be the last epoch")
-        # checkpoint: the state loaded from config.resume (train.py reads it once, for its config too).
-        self.checkpoint = checkpoint
+        if checkpoint is not None:
+            self.resume(checkpoint, config.resume)
 
     @abstractmethod
     def _train_epoch(self, epoch):
         """Train one epoch; returns {'loss': ..., and 'val_<metric>': ... on evaluated epochs}."""
 
     def _extra_state(self):
-        """What a subclass needs saved besides model/optimizer (e.g. the sampler's generator)."""
+        """What a subclass needs saved besides model/optimizer (e.g. the batches' generator)."""
         return {}
 
     def _load_extra_state(self, state):
         pass
+
+    def set_output(self, run_dir, writer=None, continuing=False):
+        """Where checkpoints and metrics go (the run folder, now created) and the experiment writer.
+        continuing: the folder is the resumed checkpoint's own; its history after the checkpoint's
+        epoch is cut, and its earlier epoch checkpoints count towards keep_last."""
+        self.checkpoint_dir, self.writer = run_dir, writer
+        self.metrics_path = run_dir / "metrics.jsonl"
+        if continuing and self.resumed_from is not None:
+            self._truncate_metrics(self.resumed_from)
+            existing = []
+            for path in run_dir.glob("checkpoint-epoch*.pth"):
+                epoch = path.stem.removeprefix("checkpoint-epoch")
+                if epoch.isdigit() and int(epoch) <= self.resumed_from:
+                    existing.append(int(epoch))
+            self.saved_epochs = sorted(existing)
+
+    def saved_anything(self):
+        """Whether this run has written a checkpoint or a line of metrics (else its folder is empty)."""
+        return self._wrote
 
     def is_eval_epoch(self, epoch):
         return epoch % self.eval_period == 0 or epoch == self.epochs
@@ -79,9 +101,8 @@ class BaseTrainer(ABC):
 
     def train(self):
         """The full loop. Returns the list of per-epoch logs of this call."""
-        if self.checkpoint is not None:
-            self._resume_checkpoint(self.checkpoint, self.config.resume)
-            self.checkpoint = None
+        if self.checkpoint_dir is None:
+            raise RunFolderError("the trainer has no run folder: call set_output(run_dir) before train()")
         history = []
         epoch = self.start_epoch - 1
         # The state at the end of the last finished epoch, kept so that an interrupt can save it:
@@ -93,6 +114,9 @@ class BaseTrainer(ABC):
                     break
         except KeyboardInterrupt:
             self._save_on_interrupt(epoch)
+            raise
+        except OSError as e:  # a full disk or a vanished folder while writing: keep what can be kept
+            self._save_on_failure(epoch, e)
             raise
         if self.mnt_mode == "off" and epoch >= self.start_epoch:
             self._save_checkpoint(epoch, best=True)
@@ -113,21 +137,23 @@ class BaseTrainer(ABC):
             improved = value > self.mnt_best if self.mnt_mode == "max" else value < self.mnt_best
             if improved:
                 self.mnt_best, self.best_epoch = value, epoch
-        if any(k.startswith("val_") for k in log) or self.mnt_metric == "loss":
-            self._append_metrics(log)
-
         stop = (
             self.mnt_mode != "off"
             and self.early_stop > 0
             and self.mnt_metric in log
             and epoch - self.best_epoch >= self.early_stop
         )
+        # Kept in memory before anything is written: if a write fails, this epoch can still be saved.
+        self._finished = copy.deepcopy(self._state(epoch))
+        if any(k.startswith("val_") for k in log) or self.mnt_metric == "loss":
+            self._append_metrics(log)
         saved = epoch % self.save_period == 0 or epoch == self.epochs or stop
         if saved:
             self._save_checkpoint(epoch)
         if improved:
             self._save_checkpoint(epoch, best=True)
-        self._finished = None if saved else copy.deepcopy(self._state(epoch))
+        if saved:
+            self._finished = None
         if stop:
             self.logger.info(
                 f"No improvement of {self.mnt_metric} for {epoch - self.best_epoch} epochs "
@@ -137,12 +163,13 @@ class BaseTrainer(ABC):
 
     def _save_on_interrupt(self, epoch):
         """Ctrl-C or SIGTERM during `epoch`: that epoch is abandoned; the last finished one is saved."""
-        finished = epoch - 1
+        finished = self._finished["epoch"] if self._finished is not None else epoch - 1
         path = self.checkpoint_dir / f"checkpoint-epoch{finished}.pth"
         if not self.is_main:
             return
         if self._finished is not None:
             save_checkpoint(self._finished, path)
+            self._wrote = True
         elif not path.is_file():
             self.logger.info(f"Interrupted during epoch {epoch}; no epoch has finished, nothing to save.")
             return
@@ -150,16 +177,29 @@ class BaseTrainer(ABC):
             f"Interrupted during epoch {epoch}; epoch {finished} is saved. Resume with:\n    python train.py -r {path}"
         )
 
-    def _append_metrics(self, log):
-        if not self.is_main:
+    def _save_on_failure(self, epoch, error):
+        """A write failed during `epoch` (e.g. a full disk): try once more to save the finished epoch."""
+        if not self.is_main or self._finished is None:
             return
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(log) + "\n")
+        path = self.checkpoint_dir / f"checkpoint-epoch{self._finished['epoch']}.pth"
+        try:
+            save_checkpoint(self._finished, path)
+            self.logger.error(f"Writing failed ({error}); epoch {self._finished['epoch']} is saved in {path}")
+        except (OSError, CheckpointError) as again:
+            self.logger.error(
+                f"Writing failed ({error}) and epoch {self._finished['epoch']} could not be saved ({again})"
+            )
+
+    def _append_metrics(self, log):
+        if self.is_main:
+            append_line(self.metrics_path, json.dumps(log))
+            self._wrote = True
 
     def _state(self, epoch):
         return {
             "arch": type(self.module).__name__,
             "epoch": epoch,
+            "step": self.step,
             "state_dict": self.module.state_dict(),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "lr_scheduler": None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
@@ -175,6 +215,7 @@ class BaseTrainer(ABC):
         state = self._state(epoch)  # on every rank: it gathers the ranks' random states
         if not self.is_main:
             return
+        self._wrote = True
         if best:
             path = self.checkpoint_dir / "model_best.pth"
             save_checkpoint(state, path)
@@ -188,38 +229,59 @@ class BaseTrainer(ABC):
             old = self.saved_epochs.pop(0)
             (self.checkpoint_dir / f"checkpoint-epoch{old}.pth").unlink(missing_ok=True)
 
-    def _resume_checkpoint(self, checkpoint, path):
+    def resume(self, checkpoint, path):
+        """Load a checkpoint's state into the model, optimizer, scheduler, counters and generators.
+        Reads only: nothing is written, so a checkpoint that does not fit leaves every file as it was."""
         self.logger.info(f"Resuming from checkpoint: {path} ...")
         load_weights(self.module, checkpoint, path)
         if self.optimizer is not None and checkpoint.get("optimizer") is not None:
             try:
                 self.optimizer.load_state_dict(checkpoint["optimizer"])
-            except ValueError as e:
+            except (ValueError, KeyError, TypeError) as e:
                 raise CheckpointError(f"{path}: the optimizer state does not fit optimizer.type ({e})") from None
         if self.lr_scheduler is not None and checkpoint.get("lr_scheduler") is not None:
-            self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+            try:
+                self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise CheckpointError(f"{path}: the lr_scheduler state does not fit lr_scheduler.type ({e})") from None
+        self.resumed_from = checkpoint["epoch"]
         self.start_epoch = checkpoint["epoch"] + 1
+        self.step = checkpoint.get("step", 0)
         self.mnt_best, self.best_epoch = checkpoint["monitor_best"], checkpoint["best_epoch"]
-        set_rng_state(self._for_this_rank(checkpoint["rng"], "random state"))
+        states = checkpoint["rng"]
+        set_rng_state(self._for_this_rank(states, "random state"))
+        if len(states) != distributed.world_size():
+            self._derive_rank_streams()
         self._load_extra_state(checkpoint)
-        self._truncate_metrics(checkpoint["epoch"])
         self.logger.info(f"Checkpoint loaded. Resuming training from epoch {self.start_epoch}")
 
     def _for_this_rank(self, states, what):
-        """This rank's entry of a per-rank list saved in a checkpoint."""
+        """This rank's entry of a per-rank list saved in a checkpoint; with another number of
+        processes, rank 0's (and _derive_rank_streams gives the other ranks their own streams)."""
         rank, world = distributed.rank(), distributed.world_size()
         if len(states) != world:
-            self.logger.warning(
-                f"the checkpoint holds the {what} of {len(states)} process(es), this run has "
-                f"{world}: every rank continues from rank 0's (the run is not bit-identical)"
-            )
+            if rank == 0:
+                self.logger.warning(
+                    f"the checkpoint holds the {what} of {len(states)} process(es), this run has {world}: "
+                    "each rank continues on a stream derived from the checkpoint's (the run is not bit-identical)"
+                )
             return states[0]
         return states[rank]
+
+    def _derive_rank_streams(self):
+        """After loading rank 0's random state on every rank, give rank r > 0 a stream of its own."""
+        rank = distributed.rank()
+        if rank == 0:
+            return
+        base = int(torch.randint(0, 2**62, (1,)))  # the same on every rank: drawn from rank 0's state
+        derived = int(np.random.default_rng([base, rank]).integers(2**62))
+        torch.manual_seed(derived)
+        np.random.seed(derived % 2**32)
+        __import__("random").seed(derived)
 
     def _truncate_metrics(self, last_epoch):
         """Forget figures of epochs after the checkpoint, so the history reads as one straight run."""
         if not self.is_main or not self.metrics_path.is_file():
             return
-        lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= last_epoch]
-        self.metrics_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        kept = [record for record in read_jsonl(self.metrics_path) if record.get("epoch", 0) <= last_epoch]
+        write_atomic(self.metrics_path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept)), binary=False)

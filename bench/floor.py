@@ -6,7 +6,7 @@ is overhead; the benchmark reports the ratio.
 
 import torch
 
-from model.graph import _spmm, batch_rows
+from model.fast.sparse import batch_rows, matrices, row_block, spmm
 
 
 def step_ops(model, name, nodes):
@@ -14,20 +14,20 @@ def step_ops(model, name, nodes):
 
     The step reads the last layer only at the batch's R distinct rows of `nodes` (3B,), so: per
     layer, A x forward and A^T g backward over all N nodes, except in the last layer when the rows
-    are few (model/graph.py: batch_rows): there A[rows] x and A[rows]^T g. NGCF adds each layer's
+    are few (model/fast/sparse.py: batch_rows): there A[rows] x and A[rows]^T g. NGCF adds each layer's
     product [first | second] (n, 2d) x (2d, d) and its two backward products, n = N, or R in the
     last layer. LightGCN: the sparse products only.
     """
     graph = model.graph
-    a, a_t = graph.matrices()
+    a, a_t = matrices(graph)
     d = model.embedding.weight.shape[1]
     weight = torch.randn(d, 2 * d)  # [W1 | W2]
     n_layers = len(model.w1) if name == "NGCF" else model.n_layers
-    rows, _, few = batch_rows(nodes, graph.shape[0])
+    rows, _, restricted = batch_rows(nodes, graph.shape[0])  # whether the last layer is cut to the rows
     layers = []
     for layer in range(n_layers):
         last = layer == n_layers - 1
-        matrix, transposed = graph.row_block(rows) if last and few else (a, a_t)
+        matrix, transposed = row_block(graph, rows) if last and restricted else (a, a_t)
         n = len(rows) if last else graph.shape[0]  # rows of the dense products
         x, grad_side = torch.randn(graph.shape[0], d), torch.randn(matrix.shape[0], d)
         layers.append((matrix, transposed, x, grad_side, torch.randn(n, 2 * d), torch.randn(n, d)))
@@ -35,8 +35,8 @@ def step_ops(model, name, nodes):
     @torch.no_grad()
     def run():
         for matrix, transposed, x, grad_side, inputs, grad in layers:
-            _spmm(matrix, x)  # forward propagation (the same product the model uses)
-            _spmm(transposed, grad_side)  # its backward
+            spmm(matrix, x)  # forward propagation (the same product the model uses)
+            spmm(transposed, grad_side)  # its backward
             if name == "NGCF":
                 inputs @ weight.T  # forward (n, d)
                 grad @ weight  # grad of the inputs (n, 2d)

@@ -13,11 +13,15 @@ model through torch.compile (it needs a C++ compiler) and `compiled` is true. Se
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import statistics
 import sys
 import time
 from pathlib import Path
+
+try:
+    import resource  # POSIX only
+except ImportError:  # Windows: no peak RSS figure
+    resource = None
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,6 +53,15 @@ def timed_alternately(fns, repeat):
     return [statistics.median(t) for t in times]
 
 
+def peak_rss_mb():
+    """The process's peak resident memory in MB (ru_maxrss is in KB on Linux, bytes on macOS), or
+    NaN where the platform has no getrusage."""
+    if resource is None:
+        return float("nan")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
 def load(dataset, data_dir):
     """The template's way: a data loader (files -> splits) and the normalised adjacency."""
     from data_loader.benchmark import BenchmarkDataLoader
@@ -63,11 +76,12 @@ def load(dataset, data_dir):
     return loader, graph
 
 
-def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowalla_steps, compile_step, queue):
+def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowalla_steps, compile_step, impl, queue):
     import numpy as np
     import torch
 
     from bench import baseline, floor
+    from data_loader.batching import PairBatches
     from model import METRICS
     from model.lightgcn import LightGCN
     from model.loss import bpr_loss
@@ -75,14 +89,15 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     from trainer.evaluation import evaluate, parse_metrics
     from utils.util import keep_freed_memory
 
-    keep_freed_memory()  # as train.py does; it helps the floor and the baselines alike
+    keep_freed_memory()  # as train.py does on the CPU; it helps the floor and the baselines alike
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     prep_s = timed(lambda: load(dataset, data_dir))
     loader, _ = load(dataset, data_dir)
     ds = loader.dataset
 
-    model = NGCF(ds) if model_name == "NGCF" else LightGCN(ds, n_layers=3)
+    model = NGCF(ds, impl=impl) if model_name == "NGCF" else LightGCN(ds, n_layers=3, impl=impl)
+    pairs = PairBatches(loader)
     reg = 1e-5 if model_name == "NGCF" else 1e-4
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as the shipped configs
     # torch.compile: dynamo cuts NGCF's forward into the pieces it can trace (the CSR tensors, the
@@ -90,8 +105,8 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     forward = torch.compile(model) if compile_step else model
 
     def step(forward=forward):
-        users, pos, neg = (torch.from_numpy(a) for a in loader.sampler.sample(1024))
-        loss = bpr_loss(forward(users, pos, neg), reg)
+        users, pos, neg = (torch.from_numpy(a) for a in pairs.sample(1024))
+        loss = bpr_loss(forward({"users": users, "pos_items": pos, "neg_items": neg}), 0, reg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -101,7 +116,7 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     model.train()
     for _ in range(10 if compile_step else 3):  # warm-up: first-touch allocations, caches, compilation
         step()
-    n_batches = len(loader)
+    n_batches = len(pairs)
     if dataset == "gowalla":  # a fixed number of steps, scaled to the epoch's batch count
         epoch_s = timed(lambda: [step() for _ in range(gowalla_steps)]) * n_batches / gowalla_steps
         epoch_note = f"{gowalla_steps} of {n_batches} steps, scaled"
@@ -111,11 +126,11 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     metrics = parse_metrics(["recall@20", "ndcg@20", "precision@20", "hit@20"], METRICS)
     test = loader.split_test()
     evaluate(model, test, metrics, "cpu")
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_rss = peak_rss_mb()
 
     model.train()
     repeat = 9 if dataset == "gowalla" else 30
-    users, pos, neg = (torch.from_numpy(a) for a in loader.sampler.sample(1024))
+    users, pos, neg = (torch.from_numpy(a) for a in pairs.sample(1024))
     batch_nodes = torch.cat([users, ds.n_users + pos, ds.n_users + neg])  # a batch's rows, for the floor
     steps = [step, floor.step_ops(model, model_name, batch_nodes)]
     if compile_step:  # the same step without torch.compile, timed in turn with it
@@ -158,7 +173,9 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
         "eval_floor_s": eval_floor_s,
         "eval_baseline_s": eval_baseline_s,
         "eval_baseline_users": int(len(sample)),
-        "peak_rss_mb": peak_rss_mb,
+        "peak_rss_mb": peak_rss,
+        "impl": impl,
+        "fused": bool(model.fused),
     }
     if compile_step:
         figures["step_eager_s"] = step_eager_s[0]
@@ -170,6 +187,7 @@ def print_table(results):
         ("model", "{}"),
         ("threads", "{}"),
         ("compiled", "{}"),
+        ("fused", "{}"),
         ("prep_s", "{:.2f}"),
         ("prep_baseline_s", "{:.2f}"),
         ("step_s", "{:.4f}"),
@@ -216,6 +234,9 @@ def main():
     parser.add_argument(
         "--compile", action="store_true", help="train through torch.compile(model) (needs a C++ compiler)"
     )
+    parser.add_argument(
+        "--impl", choices=("auto", "reference", "fused"), default="auto", help="the models' arch.args.impl"
+    )
     parser.add_argument("--out", help="write the figures here as JSON")
     args = parser.parse_args()
 
@@ -233,6 +254,7 @@ def main():
                 args.eval_baseline_users,
                 args.gowalla_steps,
                 args.compile,
+                args.impl,
                 queue,
             ),
         )

@@ -10,8 +10,9 @@ import numpy as np
 
 from base.base_data_loader import BaseDataLoader
 from base.interactions import Interactions, to_csr
-from utils.errors import ConfigError, DataError
-from utils.split import split_per_user
+from data_loader.preparation import split_parts
+from utils import checks
+from utils.errors import DataError
 
 
 def read_user_lines(path):
@@ -50,21 +51,22 @@ class BenchmarkDataLoader(BaseDataLoader):
         batch_size=1024,
         sampling="user",
         eval_batch_size=1024,
+        eval_negatives=0,
         seed=0,
     ):
-        if not isinstance(valid_fraction, (int, float)) or not 0 <= valid_fraction < 1:
-            raise ConfigError(f"data_loader.args.valid_fraction: expected a number in [0, 1), got {valid_fraction!r}")
+        checks.fraction("data_loader.args.valid_fraction", valid_fraction)
+        checks.seed("data_loader.args.split_seed", split_seed)
         self.data_dir, self.valid_fraction, self.split_seed = Path(data_dir), valid_fraction, split_seed
         if not self.data_dir.is_dir():
             raise DataError(f"data_loader.args.data_dir: {self.data_dir} is not a folder")
-        super().__init__(batch_size, sampling, eval_batch_size, seed)
+        super().__init__(batch_size, sampling, eval_batch_size, seed, eval_negatives, protocol_seed=split_seed)
 
     def load_dataset(self):
         train_users, train_items = read_user_lines(self.data_dir / "train.txt")
         test_users, test_items = read_user_lines(self.data_dir / "test.txt")
         n_users = int(max(train_users.max(), test_users.max())) + 1
         n_items = int(max(train_items.max(), test_items.max())) + 1
-        part = split_per_user(train_users, 0.0, self.valid_fraction, self.split_seed)
+        part = split_parts(train_users, None, "random", 0.0, self.valid_fraction, self.split_seed)
         train = to_csr(train_users[part == 0], train_items[part == 0], n_users, n_items)
         valid = to_csr(train_users[part == 1], train_items[part == 1], n_users, n_items)
         test = to_csr(test_users, test_items, n_users, n_items)

@@ -2,14 +2,15 @@
 preparation config change.
 
 The key is a SHA-256 over the raw files' SHA-256s, the preparation arguments and a format
-version; any change gives another key, so a stale cache is never read. Arrays only
-(numpy .npz, no pickle).
+version; any change gives another key, so a stale cache is never read. Arrays only (numpy .npz,
+no pickle). A cache that cannot be read, or whose content does not fit its key or itself (a
+truncated file, another data set's cache copied over it), is logged, removed and rebuilt.
 """
 
 import hashlib
 import json
 import logging
-import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,15 @@ import scipy.sparse as sp
 
 from base.interactions import Interactions
 from data_loader.download import file_digest
+from utils.files import write_atomic
 
-FORMAT = 2
+FORMAT = 3
 logger = logging.getLogger("data")
+MATRICES = ("train", "valid", "test")
+
+
+class DamagedCache(Exception):
+    """The cache file exists but cannot be trusted."""
 
 
 def cache_key(files, preparation):
@@ -29,36 +36,62 @@ def cache_key(files, preparation):
     return digest.hexdigest()[:24]
 
 
-def _save(dataset, path):
+def _ids(values):
+    return values.astype(str) if values.dtype == object else values
+
+
+def _save(dataset, path, key):
     arrays = {
+        "key": np.array(key),
         "shape": np.array([dataset.n_users, dataset.n_items]),
-        "user_ids": dataset.user_ids.astype(str) if dataset.user_ids.dtype == object else dataset.user_ids,
-        "item_ids": dataset.item_ids.astype(str) if dataset.item_ids.dtype == object else dataset.item_ids,
+        "user_ids": _ids(dataset.user_ids),
+        "item_ids": _ids(dataset.item_ids),
     }
     for name in ("item_titles", "item_genres"):
         if getattr(dataset, name) is not None:
             arrays[name] = getattr(dataset, name).astype(str)
-    for name in ("train", "valid", "test"):
+    for name in MATRICES:
         matrix = getattr(dataset, name)
         arrays[f"{name}_indptr"], arrays[f"{name}_indices"] = matrix.indptr, matrix.indices
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    if dataset.order is not None:
+        arrays["order_indptr"], arrays["order_indices"] = dataset.order.indptr, dataset.order.indices
+        arrays["order_data"] = dataset.order.data
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
-def _load(path):
+def _matrix(z, name, n_users, n_items, data=None):
+    indptr, indices = z[f"{name}_indptr"], z[f"{name}_indices"]
+    if (
+        indptr.ndim != 1
+        or len(indptr) != n_users + 1
+        or indptr[0] != 0
+        or indptr[-1] != len(indices)
+        or (np.diff(indptr) < 0).any()
+        or (len(indices) and (indices.min() < 0 or indices.max() >= n_items))
+    ):
+        raise DamagedCache(f"its {name} matrix does not fit {n_users} x {n_items}")
+    values = np.ones(len(indices), dtype=np.float32) if data is None else data
+    return sp.csr_matrix((values, indices, indptr), shape=(n_users, n_items))
+
+
+def _load(path, key):
     with np.load(path, allow_pickle=False) as z:
+        if "key" not in z or str(z["key"]) != key:
+            raise DamagedCache("it was written for another data set or preparation")
         n_users, n_items = (int(x) for x in z["shape"])
-
-        def matrix(name):
-            indices = z[f"{name}_indices"]
-            data = np.ones(len(indices), dtype=np.float32)
-            return sp.csr_matrix((data, indices, z[f"{name}_indptr"]), shape=(n_users, n_items))
-
-        text = {name: z[name].astype(object) if name in z else None for name in ("item_titles", "item_genres")}
-        return Interactions(
-            n_users, n_items, matrix("train"), matrix("valid"), matrix("test"), z["user_ids"], z["item_ids"], **text
-        )
+        user_ids, item_ids = z["user_ids"], z["item_ids"]
+        if len(user_ids) != n_users or len(item_ids) != n_items:
+            raise DamagedCache("its id arrays do not fit its shape")
+        user_ids = user_ids.astype(object) if user_ids.dtype.kind == "U" else user_ids
+        item_ids = item_ids.astype(object) if item_ids.dtype.kind == "U" else item_ids
+        text = {}
+        for name in ("item_titles", "item_genres"):
+            text[name] = z[name].astype(object) if name in z else None
+            if text[name] is not None and len(text[name]) != n_items:
+                raise DamagedCache(f"its {name} do not fit its shape")
+        order = _matrix(z, "order", n_users, n_items, z["order_data"]) if "order_indptr" in z else None
+        matrices = [_matrix(z, name, n_users, n_items) for name in MATRICES]
+        return Interactions(n_users, n_items, *matrices, user_ids, item_ids, **text, order=order)
 
 
 def cached_dataset(files, preparation, build, enabled=True):
@@ -67,19 +100,21 @@ def cached_dataset(files, preparation, build, enabled=True):
     if not enabled:
         return build()
     folder = Path(files[0]).parent / ".prepared"
-    path = folder / f"{cache_key(files, preparation)}.npz"
+    key = cache_key(files, preparation)
+    path = folder / f"{key}.npz"
     if path.is_file():
         try:
-            dataset = _load(path)
+            dataset = _load(path, key)
             logger.info(f"prepared data set loaded from {path}")
             return dataset
-        except (OSError, ValueError, KeyError) as e:  # damaged: rebuild it
-            logger.info(f"cache {path} unreadable ({e}); preparing again")
+        except (DamagedCache, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AssertionError) as e:
+            logger.warning(f"cache {path} is damaged ({type(e).__name__}: {e}); it is removed and prepared again")
+            path.unlink(missing_ok=True)
     dataset = build()
     try:
         folder.mkdir(exist_ok=True)
-        _save(dataset, path)
+        _save(dataset, path, key)
         logger.info(f"prepared data set cached in {path}")
-    except OSError as e:  # a read-only data folder is fine: no cache then
+    except OSError as e:  # a read-only or full data folder is fine: no cache then
         logger.info(f"could not cache the prepared data set in {folder} ({e.strerror or e})")
     return dataset

@@ -7,18 +7,31 @@ import pandas as pd
 
 from base.base_data_loader import BaseDataLoader
 from data_loader.cache import cached_dataset
-from data_loader.preparation import preparation_args, prepare
+from data_loader.preparation import integral_ids, preparation_args, prepare
 from utils.errors import ConfigError, DataError
 
 
-def read_interactions(path, sep, user_col, item_col, rating_col, time_col):
-    """DataFrame with columns user, item[, rating][, time]; ids kept as strings."""
+def _not_text(path, encoding, error):
+    line = error.object[: error.start].count(b"\n") + 1
+    return DataError(
+        f"{path}:{line}: not {encoding} text (byte 0x{error.object[error.start]:02x}); give the file's encoding "
+        'as data_loader.args.encoding (e.g. "latin-1")'
+    )
+
+
+def read_interactions(path, sep, user_col, item_col, rating_col, time_col, encoding="utf-8"):
+    """DataFrame with columns user, item[, rating][, time]. Ids stay as the file writes them:
+    integers when every id of a column is one, strings otherwise."""
     if not path.is_file():
         raise DataError(f"data_loader.args.path: {path} not found")
     try:
-        header = pd.read_csv(path, sep=sep, nrows=0).columns.tolist()
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        header = pd.read_csv(path, sep=sep, nrows=0, encoding=encoding).columns.tolist()
+    except UnicodeDecodeError as e:
+        raise _not_text(path, encoding, e) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: cannot read a header row ({e})") from None
+    except LookupError:
+        raise DataError(f"data_loader.args.encoding: unknown encoding {encoding!r} (e.g. utf-8, latin-1)") from None
     wanted = {"user": user_col, "item": item_col, "rating": rating_col, "time": time_col}
     for role, column in wanted.items():
         if column is not None and column not in header:
@@ -29,7 +42,9 @@ def read_interactions(path, sep, user_col, item_col, rating_col, time_col):
     columns = {role: column for role, column in wanted.items() if column is not None}
     try:
         # every column is read (not usecols): then a line with too many fields is an error, not misread
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, index_col=False)
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, index_col=False, encoding=encoding)
+    except UnicodeDecodeError as e:
+        raise _not_text(path, encoding, e) from None
     except pd.errors.ParserError as e:
         raise DataError(f"{path}: {e}") from None
     frame = frame.rename(columns={column: role for role, column in columns.items()})[list(columns)]
@@ -37,6 +52,7 @@ def read_interactions(path, sep, user_col, item_col, rating_col, time_col):
         empty = (frame[role].str.strip() == "").to_numpy()
         if empty.any():
             raise DataError(f"{path}:{int(np.flatnonzero(empty)[0]) + 2}: empty {columns[role]!r}")
+        frame[role] = integral_ids(frame[role].to_numpy(dtype=object))
     for role in ("rating", "time"):
         if role in frame:
             values = pd.to_numeric(frame[role], errors="coerce")
@@ -51,7 +67,7 @@ def read_interactions(path, sep, user_col, item_col, rating_col, time_col):
 class CSVDataLoader(BaseDataLoader):
     """data_dir: the folder; path: the file in it (or an absolute path); a header row is expected.
     sep: the separator. user_col, item_col: the id columns (any strings); rating_col, time_col:
-    optional (null). The rest as MovieLensDataLoader."""
+    optional (null). encoding: the file's text encoding. The rest as MovieLensDataLoader."""
 
     def __init__(
         self,
@@ -62,6 +78,7 @@ class CSVDataLoader(BaseDataLoader):
         item_col="item",
         rating_col=None,
         time_col=None,
+        encoding="utf-8",
         min_rating=None,
         k_core=0,
         split="random",
@@ -72,6 +89,7 @@ class CSVDataLoader(BaseDataLoader):
         batch_size=1024,
         sampling="user",
         eval_batch_size=1024,
+        eval_negatives=0,
         seed=0,
     ):
         self.preparation = preparation_args(min_rating, k_core, split, test_fraction, valid_fraction, split_seed)
@@ -81,13 +99,13 @@ class CSVDataLoader(BaseDataLoader):
             raise ConfigError("data_loader.args.min_rating needs data_loader.args.rating_col (or min_rating: null)")
         self.path, self.sep = Path(data_dir) / path, sep  # an absolute `path` stays as it is
         self.columns = (user_col, item_col, rating_col, time_col)
-        self.cache = cache
-        super().__init__(batch_size, sampling, eval_batch_size, seed)
+        self.encoding, self.cache = encoding, cache
+        super().__init__(batch_size, sampling, eval_batch_size, seed, eval_negatives, protocol_seed=split_seed)
 
     def load_dataset(self):
         def build():
-            frame = read_interactions(self.path, self.sep, *self.columns)
+            frame = read_interactions(self.path, self.sep, *self.columns, encoding=self.encoding)
             return prepare(frame, str(self.path), **self.preparation)
 
-        key = {**self.preparation, "sep": self.sep, "columns": self.columns}
+        key = {**self.preparation, "sep": self.sep, "columns": self.columns, "encoding": self.encoding}
         return cached_dataset([self.path], key, build, enabled=self.cache)

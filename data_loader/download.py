@@ -1,5 +1,6 @@
 """Download a zip archive, verify it, and put its folder in place only when it is whole."""
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -55,11 +56,13 @@ def fetch_archive(url, dest_dir, folder, md5=None, required_files=(), file_sha25
         f"download {url} yourself and unzip it into {dest_dir.resolve()} so that "
         f"{final.resolve()}/ holds {', '.join(required_files) or 'its files'}"
     )
+    created = [p for p in (dest_dir, *dest_dir.parents) if not p.exists()]  # made for this download only
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"cannot create the data folder {dest_dir}: {e.strerror}") from None
     work = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=dest_dir))
+    succeeded = False
     try:
         archive = work / "archive.zip"
         try:
@@ -90,6 +93,11 @@ def fetch_archive(url, dest_dir, folder, md5=None, required_files=(), file_sha25
         if final.exists():
             shutil.rmtree(final)
         os.replace(extracted, final)
+        succeeded = True
         return final
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if not succeeded:  # a failed download leaves no folder it made behind
+            for path in created:  # innermost first
+                with contextlib.suppress(OSError):
+                    path.rmdir()

@@ -19,6 +19,7 @@ from utils.errors import ConfigError, DataError
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 COLUMNS = ("user", "item", "rating", "time")
+TYPES = {"user": np.int64, "item": np.int64, "rating": np.float64, "time": np.float64}  # ids exact as integers
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,11 @@ RELEASES = {
 def read_ratings(path, layout):
     """(user, item, rating, time) DataFrame from a release's ratings file."""
     if layout == "tab":
-        return read_table(path, "\t", COLUMNS, numeric=COLUMNS)
+        return read_table(path, "\t", COLUMNS, types=TYPES)
     if layout == "csv":
-        return read_table(path, ",", COLUMNS, numeric=COLUMNS, header=True)
+        return read_table(path, ",", COLUMNS, types=TYPES, header=True)
     # 'user::item::rating::time': read as ':'-separated (the fast C parser) and keep every other field.
-    frame = read_table(
-        path, ":", ("user", "_1", "item", "_2", "rating", "_3", "time"), numeric=("user", "item", "rating", "time")
-    )
+    frame = read_table(path, ":", ("user", "_1", "item", "_2", "rating", "_3", "time"), types=TYPES)
     return frame[list(COLUMNS)]
 
 
@@ -131,6 +130,7 @@ class MovieLensDataLoader(BaseDataLoader):
     split: random | leave_one_out | temporal | global_time (see data_loader/preparation.py).
     test_fraction, valid_fraction: the split's shares (valid is carved from the training part).
     cache: keep the prepared data set next to the raw files and reuse it while neither changes.
+    batch_size, sampling, eval_batch_size, eval_negatives: see base/base_data_loader.py.
     """
 
     def __init__(
@@ -148,6 +148,7 @@ class MovieLensDataLoader(BaseDataLoader):
         batch_size=1024,
         sampling="user",
         eval_batch_size=1024,
+        eval_negatives=0,
         seed=0,
     ):
         if release not in RELEASES:
@@ -157,7 +158,7 @@ class MovieLensDataLoader(BaseDataLoader):
         self.preparation = preparation_args(min_rating, k_core, split, test_fraction, valid_fraction, split_seed)
         self.data_dir, self.release = Path(data_dir), release
         self.download, self.cache = download, cache
-        super().__init__(batch_size, sampling, eval_batch_size, seed)
+        super().__init__(batch_size, sampling, eval_batch_size, seed, eval_negatives, protocol_seed=split_seed)
 
     def locate(self):
         """The release folder, downloaded first if it is missing and downloads are allowed."""

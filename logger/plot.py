@@ -1,10 +1,11 @@
 """Learning curves as a PNG in the run folder. matplotlib is optional: without it, a log line."""
 
-import json
+from utils.files import read_jsonl
 
 
-def plot_history(metrics_path, out_path, monitor_metric, logger):
-    """Loss and the monitored metric per evaluated epoch, from metrics.jsonl. Returns the path or None."""
+def plot_history(metrics_path, out_path, monitor_metric, logger, resumed_from=None, best_epoch=None):
+    """Loss and the monitored metric per evaluated epoch, from metrics.jsonl, with the best epoch
+    marked and, for a resumed run, where it resumed. Returns the path or None."""
     try:
         import matplotlib
 
@@ -15,14 +16,26 @@ def plot_history(metrics_path, out_path, monitor_metric, logger):
         return None
     if not metrics_path.is_file():
         return None
-    history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    history = read_jsonl(metrics_path)
     if not history:
         return None
     epochs = [h["epoch"] for h in history]
-    names = ["loss"] + ([monitor_metric] if monitor_metric and monitor_metric != "loss" else [])
+    names = [n for n in ["loss"] + ([monitor_metric] if monitor_metric and monitor_metric != "loss" else [])]
+    names = [n for n in names if any(n in h for h in history)]
+    if not names:
+        return None
     figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
     for axis, name in zip(axes[0], names):
-        axis.plot(epochs, [h.get(name) for h in history], marker="." if len(epochs) < 50 else None)
+        points = [(e, h[name]) for e, h in zip(epochs, history) if name in h]
+        axis.plot(*zip(*points), marker="." if len(points) < 50 else None)
+        if best_epoch:
+            axis.axvline(best_epoch, color="tab:green", linestyle="--", linewidth=1, label=f"best: epoch {best_epoch}")
+        if resumed_from:
+            axis.axvline(
+                resumed_from, color="tab:gray", linestyle=":", linewidth=1, label=f"resumed after {resumed_from}"
+            )
+        if best_epoch or resumed_from:
+            axis.legend(fontsize="small")
         axis.set_xlabel("epoch")
         axis.set_title(name)
         axis.grid(alpha=0.3)

@@ -1,9 +1,11 @@
-"""Models: every BaseModel subclass in this folder, by class name. Losses and metrics by function name."""
+"""Models: every BaseModel subclass in a module of this folder, by class name (`arch.type`).
+Losses (model/loss/) and metrics (model/metric/) are found the same way, by function name."""
 
 from base.base_model import BaseModel
-from model import loss, metric
-from utils.registry import discover, public_callables
+from model.loss import LOSSES
+from model.metric import METRICS
+from utils.registry import discover
 
 MODELS = discover(__name__, __path__, BaseModel)
-LOSSES = public_callables(loss)
-METRICS = public_callables(metric)
+
+__all__ = ["LOSSES", "METRICS", "MODELS"]

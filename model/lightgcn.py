@@ -1,68 +1,67 @@
 """LightGCN (He et al., SIGIR 2020): NGCF without W1, W2, the non-linearity and the self-loop.
 
-    E^(l) = L E^(l-1),    e* = mean(e^(0), ..., e^(L)),    ŷ(u, i) = e_u*ᵀ e_i*
+    E^(l) = L E^(l-1)   (eq. 3)        e = mean(E^(0), ..., E^(L))   (eq. 4)        ŷ(u, i) = e_uᵀ e_i   (eq. 5)
 
-with L = D^-1/2 A D^-1/2. Regularised on the layer-0 embeddings, as the authors' code.
+with L = D^-1/2 A D^-1/2 (model/graph.py). Regularised on the layer-0 embeddings, as the
+authors' code. `impl` picks this file's plain autograd ('reference') or model/fast/lightgcn.py
+('fused': the same values and gradients, tested).
 """
 
 import torch
 import torch.nn as nn
 
-from model.graph import PropagationModel, SparseGraph, batch_rows, normalized_adjacency
-from utils.errors import ConfigError
+from base.base_graph_model import GraphModel
+from model.fast.lightgcn import fused_mean_of_layers
+from model.graph import SparseGraph, normalized_adjacency
+from utils import checks
 
 
-class LightGCN(PropagationModel):
+class LightGCN(GraphModel):
     """embed_dim: d. n_layers: propagation steps. init_std: std of the normal initialisation
-    (0.1 in the authors' code). edge_dropout: share of L's non-zeros dropped per step (0 = off,
-    the authors' default)."""
+    (0.1 in the authors' code). edge_dropout: share of L's non-zeros (edges) dropped per step
+    (0 = off, the authors' default). impl: 'auto', 'reference' or 'fused'."""
 
-    def __init__(self, dataset, embed_dim=64, n_layers=3, init_std=0.1, edge_dropout=0.0):
-        super().__init__()
-        if not isinstance(n_layers, int) or n_layers < 0:
-            raise ConfigError(f"arch.args.n_layers: expected an integer >= 0, got {n_layers!r}")
-        if not 0 <= edge_dropout < 1:
-            raise ConfigError(f"arch.args.edge_dropout: expected a number in [0, 1), got {edge_dropout!r}")
+    def __init__(self, dataset, embed_dim=64, n_layers=3, init_std=0.1, edge_dropout=0.0, impl="auto"):
+        super().__init__(impl)
+        checks.integer("arch.args.n_layers", n_layers, low=0)
+        checks.fraction("arch.args.edge_dropout", edge_dropout)
+        checks.positive_int("arch.args.embed_dim", embed_dim)
         self.n_users, self.n_items = dataset.n_users, dataset.n_items
         self.n_layers, self.edge_dropout = n_layers, edge_dropout
-        self.embedding = nn.Embedding(self.n_users + self.n_items, embed_dim)  # users, then items
+        self.embedding = nn.Embedding(self.n_users + self.n_items, embed_dim)  # E^(0): users, then items
         nn.init.normal_(self.embedding.weight, std=init_std)
-        self.graph = SparseGraph(normalized_adjacency(dataset.train, "symmetric"))
+        self.graph = SparseGraph(normalized_adjacency(dataset.train, "symmetric"))  # L, built once
+
+    def mean_of_layers(self):
+        """e = mean(E^(0), ..., E^(L)), (N, d), in plain autograd."""
+        values = self.dropout(self.graph.values, self.edge_dropout)  # edge dropout (off by default)
+        E = self.embedding.weight  # E^(0), (N, d)
+        total = E
+        for _ in range(self.n_layers):
+            E = self.graph(E, values)  # E^(l) = L E^(l-1) (eq. 3)
+            total = total + E
+        return total / (self.n_layers + 1)  # eq. 4
 
     def final_embeddings(self, nodes=None):
-        """The mean of the layer embeddings: (N, d), N = n_users + n_items; or only at the rows
-        `nodes`, (len(nodes), d), with the last layer computed at those rows alone when they are
-        few (model/graph.py: batch_rows)."""
-        weights = None
-        if self.training and self.edge_dropout > 0:
-            weights = self.graph.dropout(self.edge_dropout)
-        ego = self.embedding.weight  # (N, d)
-        # the batch's distinct rows, for the last layer (none to restrict without layers)
-        rows, inverse, few = (None, None, False) if nodes is None or self.n_layers == 0 else batch_rows(nodes, len(ego))
-
-        def at_nodes(layer):
-            return layer if nodes is None else torch.index_select(layer, 0, nodes)
-
-        total = at_nodes(ego)
-        for layer in range(self.n_layers):
-            if few and layer == self.n_layers - 1:  # E^(L) = L[rows] E^(L-1) at the R rows
-                last = self.graph.rows_product(ego, self.graph.row_block(rows, weights))  # (R, d)
-                total = total + torch.index_select(last, 0, inverse)
-            else:
-                ego = self.graph(ego, weights)  # E^(l) = L E^(l-1)
-                total = total + at_nodes(ego)
-        return total / (self.n_layers + 1)  # (N, d) or (len(nodes), d)
+        """e at the rows `nodes`, (len(nodes), d), or every node's, (N, d), when None."""
+        if not self.fused:
+            e = self.mean_of_layers()
+            return e if nodes is None else torch.index_select(e, 0, nodes)
+        values = self.dropout(self.graph.values, self.edge_dropout)
+        return fused_mean_of_layers(self.graph, self.embedding.weight, self.n_layers, values, nodes)
 
     def propagate(self):
         """(n_users, d), (n_items, d)."""
-        final = self.final_embeddings()
-        return final[: self.n_users], final[self.n_users :]
+        e = self.final_embeddings()
+        return e[: self.n_users], e[self.n_users :]
 
-    def forward(self, users, pos_items, neg_items):
-        nodes = torch.cat([users, self.n_users + pos_items, self.n_users + neg_items])  # (3B,)
+    def forward(self, batch):
+        """BPR pairs {users, pos_items, neg_items}, each (B,) -> pos_scores (B,), neg_scores (B,), l2."""
+        users = batch["users"]
+        nodes = torch.cat([users, self.n_users + batch["pos_items"], self.n_users + batch["neg_items"]])  # (3B,)
         u, p, n = self.final_embeddings(nodes).split(len(users))  # (B, d) each
         return {
-            "pos_scores": (u * p).sum(dim=1),
+            "pos_scores": (u * p).sum(dim=1),  # eq. 5
             "neg_scores": (u * n).sum(dim=1),
             "l2": torch.index_select(self.embedding.weight, 0, nodes).pow(2).sum() / 2,
         }

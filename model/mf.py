@@ -15,14 +15,15 @@ class MF(BaseModel):
         nn.init.normal_(self.user_embedding.weight, std=init_std)
         nn.init.normal_(self.item_embedding.weight, std=init_std)
 
-    def forward(self, users, pos_items, neg_items):
-        u = self.user_embedding(users)  # (B, d)
-        p, n = self.item_embedding(pos_items), self.item_embedding(neg_items)  # (B, d)
+    def forward(self, batch):
+        """BPR pairs {users, pos_items, neg_items}, each (B,) -> pos_scores (B,), neg_scores (B,), l2."""
+        u = self.user_embedding(batch["users"])  # (B, d)
+        p, n = self.item_embedding(batch["pos_items"]), self.item_embedding(batch["neg_items"])  # (B, d)
         return {
             "pos_scores": (u * p).sum(dim=1),
             "neg_scores": (u * n).sum(dim=1),
             "l2": (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum()) / 2,
         }
 
-    def full_scores(self, users):
+    def full_scores(self, users, history):
         return self.user_embedding(users) @ self.item_embedding.weight.T  # (B, n_items)

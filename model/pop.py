@@ -11,12 +11,14 @@ class Pop(BaseModel):
 
     def __init__(self, dataset):
         super().__init__()
+        self.register_buffer("popularity", torch.zeros(dataset.n_items))  # (n_items,), counted by fit
+
+    def train_batches(self, data):
+        return ()  # counting is all there is
+
+    def fit(self, dataset):
         counts = np.asarray(dataset.train.sum(axis=0)).ravel().astype(np.float32)
-        self.register_buffer("popularity", torch.from_numpy(counts))  # (n_items,)
+        self.popularity.copy_(torch.from_numpy(counts))
 
-    def forward(self, users, pos_items, neg_items):
-        zero = self.popularity.new_zeros(())
-        return {"pos_scores": self.popularity[pos_items], "neg_scores": self.popularity[neg_items], "l2": zero}
-
-    def full_scores(self, users):
+    def full_scores(self, users, history):
         return self.popularity.expand(len(users), -1).clone()  # (B, n_items)

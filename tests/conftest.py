@@ -1,23 +1,30 @@
-"""Shared fixtures: a tiny MovieLens-layout data set, configs, and running the real scripts."""
+"""Shared fixtures: tiny data sets in the real layouts, configs, and running the real scripts —
+in this process (fast: no interpreter and torch start-up per run) or as a user's subprocess."""
 
+import contextlib
 import copy
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 # The real data sets live beside the project (never in git); CI points here too.
 SHARED_DATA = Path(os.environ.get("RECSYS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+os.environ.setdefault("WANDB_MODE", "disabled")  # tests never reach wandb's servers
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `movielens` need the real data: skipped on a user's clone without it,
-    but a failure under CI (CI=true), where the data must be there."""
+    """Tests marked `movielens` / `gowalla` need the real data: skipped, with the reason, on a
+    user's clone without it, but an error under CI (CI=true), where the data must be there."""
     if (SHARED_DATA / "ml-100k" / "u.data").is_file():
         return
     for item in items:
@@ -25,6 +32,27 @@ def pytest_collection_modifyitems(config, items):
             if os.environ.get("CI"):
                 raise pytest.UsageError(f"CI=true but the real data is not at {SHARED_DATA}; set RECSYS_SHARED_DATA")
             item.add_marker(pytest.mark.skip(reason=f"real data not found at {SHARED_DATA} (set RECSYS_SHARED_DATA)"))
+
+
+@pytest.fixture
+def device():
+    """The device the `cuda`-marked tests run on: the CPU, or the GPU under RECSYS_TEST_DEVICE=cuda
+    (scripts/gpu_check.sh sets it)."""
+    import torch
+
+    name = os.environ.get("RECSYS_TEST_DEVICE", "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.fail(f"RECSYS_TEST_DEVICE={name} but CUDA is not available")
+    return torch.device(name)
+
+
+def send_signal(process, name):
+    """Send the named signal (SIGINT, SIGTERM, SIGHUP) to a subprocess; skip the test, saying why,
+    on a platform that cannot (Windows has no SIGHUP, and SIGINT cannot be sent to a process there)."""
+    if os.name == "nt" or not hasattr(signal, name):
+        process.kill()
+        pytest.skip(f"{name} cannot be sent to a process on {sys.platform}")
+    process.send_signal(getattr(signal, name))
 
 
 def write_movielens_100k(folder, n_users=60, n_items=80, seed=0):
@@ -55,6 +83,23 @@ def tiny_data(tmp_path):
     return data_dir
 
 
+def small_dataset(n_users=12, n_items=15, seed=0, empty_user=True, empty_item=True):
+    """An Interactions of random training pairs (no valid / test), with an empty user and item."""
+    from base.interactions import Interactions, to_csr
+
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_users, n_items)) < 0.3
+    if empty_user:
+        dense[0] = False  # a user without training interactions
+    if empty_item:
+        dense[:, -1] = False  # an item nobody has
+    users, items = np.nonzero(dense)
+    empty = sp.csr_matrix((n_users, n_items), dtype=np.float32)
+    return Interactions(
+        n_users, n_items, to_csr(users, items, n_users, n_items), empty, empty, np.arange(n_users), np.arange(n_items)
+    )
+
+
 def load_default_config():
     return json.loads((ROOT / "config.json").read_text())
 
@@ -80,13 +125,41 @@ def write_config(path, config):
     return path
 
 
-def run_script(*args, cwd=ROOT, timeout=600):
-    """Run train.py / test.py as a user would; returns the CompletedProcess."""
-    env = dict(os.environ, WANDB_MODE=os.environ.get("TEST_WANDB_MODE", "disabled"), PYTHONUNBUFFERED="1")
+def run_script(*args, cwd=ROOT, timeout=600, env=None):
+    """Run train.py / test.py as a user would, in a subprocess; returns the CompletedProcess."""
+    env = dict(
+        os.environ, WANDB_MODE=os.environ.get("TEST_WANDB_MODE", "disabled"), PYTHONUNBUFFERED="1", **(env or {})
+    )
     return subprocess.run(
         [sys.executable, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
+def run(script, *args):
+    """Run train.py's or test.py's whole command in this process, as `python script args` would:
+    returns (returncode, stdout, stderr) as a CompletedProcess-like object."""
+    import torch
+
+    module = __import__(Path(script).stem)
+    out, err = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = module.run([str(a) for a in args])
+        except SystemExit as e:  # argparse's usage errors
+            code = e.code
+    torch.set_num_threads(threads)
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def one_line_error(result, code=2):
+    """The single stderr line of a run that failed on bad input (no traceback)."""
+    assert result.returncode == code, (result.returncode, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]

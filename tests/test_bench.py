@@ -39,6 +39,8 @@ FIGURES = {
     "eval_baseline_s": float,
     "eval_baseline_users": int,
     "peak_rss_mb": float,
+    "impl": str,
+    "fused": bool,
 }
 
 
@@ -64,6 +66,7 @@ def run_bench(tmp_path, *options):
     return json.loads(out.read_text()), run.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_writes_every_figure(tmp_path):
     results, table = run_bench(tmp_path)
     assert [r["model"] for r in results] == ["NGCF", "LightGCN"]
@@ -72,13 +75,14 @@ def test_benchmark_writes_every_figure(tmp_path):
         for key, kind in FIGURES.items():
             assert isinstance(r[key], kind), key
         assert r["dataset"] == "ml-100k" and r["threads"] == 1 and r["eval_baseline_users"] == 10
-        assert r["compiled"] is False
+        assert r["compiled"] is False and r["impl"] == "auto" and r["fused"] is True  # the CPU takes the kernels
         for key in FIGURES:
             if key.endswith("_s") or key == "peak_rss_mb":
                 assert math.isfinite(r[key]) and r[key] > 0, key
     assert "step_floor_s" in table and "NGCF: step/floor" in table and "LightGCN: step/floor" in table
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which(os.environ.get("CXX", "g++")) is None and not os.environ.get("CI"),
     reason="torch.compile on the CPU needs a C++ compiler (g++ or $CXX); CI always has one",
@@ -107,6 +111,7 @@ def test_baseline_ranking_scores_what_evaluation_scores(tmp_path):
     loader = BenchmarkDataLoader(str(tmp_path / "gowalla"), valid_fraction=0.0)
     torch.manual_seed(0)
     model = LightGCN(loader.dataset, n_layers=2).eval()
+    assert model.fused  # the benchmark's baselines read the fused model's cache
     test = loader.split_test()
     metrics = parse_metrics(["recall@20", "ndcg@20"], METRICS)
     template = evaluate(model, test, metrics, "cpu")

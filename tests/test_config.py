@@ -4,14 +4,15 @@ import argparse
 import json
 
 import pytest
-from conftest import load_default_config, run_script, tiny_config, write_config
+from conftest import load_default_config, one_line_error, run, tiny_config, write_config
 
+from model import MODELS
 from utils.errors import ConfigError
 from utils.parse_config import ConfigParser, apply_override, parse_set_option, validate
 
 
 def args(**kw):
-    base = dict(config=None, resume=None, run_id=None, epochs=None, lr=None, bs=None, set=None)
+    base = dict(config=None, resume=None, run_id=None, epochs=None, lr=None, bs=None, threads=None, set=None)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -23,7 +24,10 @@ def test_default_config_is_valid_and_spells_out_every_contract_key():
         "data_loader.args.valid_fraction",
         "arch.args.node_dropout",
         "arch.args.message_dropout",
+        "arch.args.impl",
         "trainer.early_stop",
+        "trainer.threads",
+        "trainer.args.sync_every",
         "wandb.mode",
         "data_loader.args.sampling",
     ):
@@ -33,29 +37,32 @@ def test_default_config_is_valid_and_spells_out_every_contract_key():
 
 
 def test_overrides_and_shortcuts(tmp_path):
+    from train import plan_run
+
     path = write_config(tmp_path / "c.json", load_default_config())
-    config = ConfigParser.from_args(
-        args(
-            config=str(path),
-            lr=0.01,
-            bs=512,
-            epochs=3,
-            run_id="x",
-            set=[
-                "arch.args.layers=[32,32]",
-                "data_loader.args.data_dir=/data",
-                "arch.args.layers.0=16",
-                "optimizer.args.lr=1",
-            ],
-        )
+    parsed_args = args(
+        config=str(path),
+        lr=0.01,
+        bs=512,
+        epochs=3,
+        threads=1,
+        run_id="x",
+        set=[
+            "arch.args.layers=[32,32]",
+            "data_loader.args.data_dir=/data",
+            "arch.args.layers.0=16",
+            "optimizer.args.lr=1",
+        ],
     )
+    config = ConfigParser.from_args(parsed_args)
     assert config["optimizer"]["args"]["lr"] == 1  # --set comes after the shortcut
     assert config["data_loader"]["args"]["batch_size"] == 512
-    assert config["trainer"]["epochs"] == 3
+    assert config["trainer"]["epochs"] == 3 and config["trainer"]["threads"] == 1
     assert config["arch"]["args"]["layers"] == [16, 32]
     assert config["data_loader"]["args"]["data_dir"] == "/data"  # not JSON -> a plain string
-    assert config.save_dir.as_posix().endswith("saved/models/NGCF_ml-100k/x")
-    assert not config.save_dir.exists()  # parsing creates nothing
+    folder, continuing = plan_run(config, parsed_args, None)
+    assert folder.path.as_posix().endswith("saved/models/NGCF_ml-100k/x") and not continuing
+    assert not folder.path.exists()  # parsing and planning create nothing
 
 
 @pytest.mark.parametrize(
@@ -82,8 +89,10 @@ def test_bad_overrides(tmp_path, override, message):
         (lambda c: c.update(extra=1), r"unknown top-level key\(s\) \['extra'\]"),
         (lambda c: c["trainer"].update(monitor="max val_recall@50"), "'val_recall@50' is not computed"),
         (lambda c: c.update(metrics=["recall@0"]), "K >= 1"),
-        (lambda c: c["data_loader"]["args"].update(batch_size=-1), "batch_size: expected a positive integer"),
+        (lambda c: c["data_loader"]["args"].update(batch_size=-1), "batch_size: expected an integer >= 1"),
         (lambda c: c["wandb"].update(mode="loud"), "wandb.mode: expected one of online, offline, disabled"),
+        (lambda c: c["trainer"].update(speed=3), r"trainer: unknown key\(s\) \['speed'\]"),
+        (lambda c: c["trainer"].update(threads=0), "trainer.threads: expected an integer >= 1"),
     ],
 )
 def test_invalid_configs(change, message):
@@ -101,38 +110,32 @@ def test_set_values_are_json():
     assert config["a"]["b"] == {"type": "StepLR"}
 
 
-def one_line_error(result):
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
 def test_cli_errors_are_one_clear_line(tmp_path, tiny_data):
     config = tiny_config(tiny_data, tmp_path / "saved")
     config["arch"]["type"] = "NGCFX"
-    line = one_line_error(run_script("train.py", "-c", write_config(tmp_path / "a.json", config)))
-    assert "arch.type: unknown name 'NGCFX' (available: LightGCN, MF, NGCF, Pop)" in line
+    line = one_line_error(run("train.py", "-c", write_config(tmp_path / "a.json", config)))
+    assert f"arch.type: unknown name 'NGCFX' (available: {', '.join(MODELS)})" in line
 
     (tmp_path / "bad.json").write_text('{\n  "name": "x",\n  "seed": 1,,\n}')
-    line = one_line_error(run_script("train.py", "-c", tmp_path / "bad.json"))
+    line = one_line_error(run("train.py", "-c", tmp_path / "bad.json"))
     assert "bad.json:3:13: malformed JSON" in line
 
     config = tiny_config(tiny_data, tmp_path / "saved")
     good = write_config(tmp_path / "good.json", config)
-    line = one_line_error(run_script("train.py", "-c", good, "--set", "trainer.epoch=3"))
-    assert "--set trainer.epoch: the config has no key 'trainer.epoch' (keys here: amp, early_stop, epochs" in line
-    line = one_line_error(run_script("train.py", "-c", good, "--set", "arch.args.depth=3"))
+    line = one_line_error(run("train.py", "-c", good, "--set", "trainer.epoch=3"))
+    assert (
+        "--set trainer.epoch: the config has no key 'trainer.epoch' (keys here: amp, args, early_stop, epochs" in line
+    )
+    line = one_line_error(run("train.py", "-c", good, "--set", "arch.args.depth=3"))
     assert "arch.args.depth" in line
-    line = one_line_error(run_script("train.py", "-c", tmp_path / "missing.json"))
+    line = one_line_error(run("train.py", "-c", tmp_path / "missing.json"))
     assert "missing.json: not found" in line
-    line = one_line_error(run_script("train.py", "-r", tmp_path))
+    line = one_line_error(run("train.py", "-r", tmp_path))
     assert "is a folder" in line
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
-    line = one_line_error(run_script("test.py", "-r", tmp_path / "junk.pth"))
+    line = one_line_error(run("test.py", "-r", tmp_path / "junk.pth"))
     assert "not a readable checkpoint" in line
-    line = one_line_error(run_script("train.py", "-c", good, "-d", "cuda:7"))
+    line = one_line_error(run("train.py", "-c", good, "-d", "cuda:7"))
     assert "cuda:7" in line
     assert not (tmp_path / "saved").exists()  # nothing created for a run that never started
 
@@ -140,7 +143,19 @@ def test_cli_errors_are_one_clear_line(tmp_path, tiny_data):
 def test_unknown_model_argument_lists_what_is_accepted(tmp_path, tiny_data):
     config = tiny_config(tiny_data, tmp_path / "saved")
     config["arch"]["args"]["depth"] = 3
-    line = one_line_error(run_script("train.py", "-c", write_config(tmp_path / "a.json", config)))
+    line = one_line_error(run("train.py", "-c", write_config(tmp_path / "a.json", config)))
     assert "arch.args: NGCF got an unexpected keyword argument 'depth'" in line
     assert "accepted: dataset, embed_dim, layers" in line
     json.loads(json.dumps(config))
+
+
+def test_trainer_args_reach_the_trainer_and_are_checked_first(tmp_path, tiny_data):
+    config = tiny_config(tiny_data, tmp_path / "saved")
+    config["trainer"]["args"] = {"sync_every": 3, "speed": 2}
+    line = one_line_error(run("train.py", "-c", write_config(tmp_path / "a.json", config)))
+    assert "trainer.args: Trainer got an unexpected keyword argument 'speed'" in line
+    assert not (tmp_path / "saved").exists()
+    config["trainer"]["args"] = {"sync_every": 0}
+    line = one_line_error(run("train.py", "-c", write_config(tmp_path / "a.json", config)))
+    assert "trainer.args.sync_every: expected 'auto' or a positive integer, got 0" in line
+    assert not (tmp_path / "saved").exists()

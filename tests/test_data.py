@@ -1,15 +1,35 @@
-"""Splits, the BPR sampler and the MovieLens loader."""
+"""Splits, the pair batches' sampler and the MovieLens loader."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from conftest import SHARED_DATA
 
-from base.interactions import to_csr
+from base.interactions import Interactions, to_csr
+from data_loader import batching
+from data_loader.batching import PairBatches
 from data_loader.movielens import MovieLensDataLoader
+from data_loader.preparation import split_parts
 from utils.errors import ConfigError, DataError
-from utils.sampler import BPRSampler
-from utils.split import split_per_user
+
+
+def split_per_user(users, test_fraction, valid_fraction, seed):
+    return split_parts(users, None, "random", test_fraction, valid_fraction, seed)
+
+
+class Data:
+    """A data loader's part that batching reads: the data set, the generator, the batch settings."""
+
+    def __init__(self, train, sampling="user", seed=0, batch_size=64):
+        n_users, n_items = train.shape
+        empty = sp.csr_matrix((n_users, n_items), dtype=np.float32)
+        self.dataset = Interactions(n_users, n_items, train, empty, empty, np.arange(n_users), np.arange(n_items))
+        self.sampling, self.batch_size, self.seed, self.rank, self.world_size = sampling, batch_size, seed, 0, 1
+        self.rng = np.random.default_rng(seed)
+
+
+def BPRSampler(train, mode, seed):  # noqa: N802 - the pair batches, as the sampler they hold was called
+    return PairBatches(Data(train, mode, seed))
 
 
 def random_pairs(n_users=50, n_items=40, seed=0):
@@ -63,10 +83,10 @@ def test_sampler_dense_table_and_binary_search_draw_the_same_batches(monkeypatch
     train = to_csr(users, items, n_users, n_items)
     for mode in ("user", "interaction"):
         dense = BPRSampler(train, mode, seed=7)
-        monkeypatch.setattr("utils.sampler.DENSE_TABLE_CELLS", 0)
+        monkeypatch.setattr(batching, "DENSE_TABLE_CELLS", 0)
         searched = BPRSampler(train, mode, seed=7)
         monkeypatch.undo()
-        assert dense.table is not None and searched.table is None
+        assert dense.sampler.table is not None and searched.sampler.table is None
         for _ in range(5):
             for a, b in zip(dense.sample(256), searched.sample(256)):
                 np.testing.assert_array_equal(a, b)
@@ -94,15 +114,34 @@ def test_sampler_distributions_match_the_plain_version():
     np.testing.assert_allclose(share, 1 / len(allowed), atol=0.01)
 
 
-def test_sampler_state_round_trip_gives_the_same_batches():
-    users, items, n_users, n_items = random_pairs(seed=4)
-    sampler = BPRSampler(to_csr(users, items, n_users, n_items), "user", seed=5)
-    sampler.sample(10)
-    state = sampler.state_dict()
-    first = sampler.sample(64)
-    sampler.load_state_dict(state)
-    for a, b in zip(first, sampler.sample(64)):
+def test_generator_state_round_trip_gives_the_same_batches(tiny_data):
+    loader = MovieLensDataLoader(data_dir=str(tiny_data), download=False, batch_size=64)
+    pairs = PairBatches(loader)
+    pairs.sample(10)
+    state = loader.state_dict()
+    first = pairs.sample(64)
+    loader.load_state_dict(state)
+    for a, b in zip(first, pairs.sample(64)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_k_negatives_per_positive_are_never_training_positives():
+    users, items, n_users, n_items = random_pairs(seed=8)
+    train = to_csr(users, items, n_users, n_items)
+    dense = train.toarray() > 0
+    batch = next(iter(PairBatches(Data(train), negatives=4)))
+    u, p, n = batch["users"].numpy(), batch["pos_items"].numpy(), batch["neg_items"].numpy()
+    assert u.shape == p.shape == (64,) and n.shape == (64, 4)
+    assert dense[u, p].all() and not dense[u[:, None], n].any()
+    # k = 1 draws exactly what k > 1 draws first: the same stream, one item per positive
+    one = PairBatches(Data(train, seed=3)).sample(64)[2]
+    assert one.shape == (64,)
+
+
+def test_no_possible_negative_is_a_clear_error():
+    train = to_csr(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]), 2, 2)  # both users have every item
+    with pytest.raises(DataError, match="no negative item to draw"):
+        PairBatches(Data(train))
 
 
 def test_movielens_loader_on_fixture(tiny_data):
@@ -111,9 +150,10 @@ def test_movielens_loader_on_fixture(tiny_data):
     assert ds.n_users == 60 and ds.item_titles[list(ds.item_ids).index(1)] == "Amélie (2001)"
     total = ds.train + ds.valid + ds.test
     assert total.max() == 1 and total.nnz == ds.train.nnz + ds.valid.nnz + ds.test.nnz
-    users, pos, neg = next(iter(loader))
-    assert users.shape == pos.shape == neg.shape == (64,)
-    assert len(loader) == loader.sampler.n_interactions // 64 + 1
+    pairs = PairBatches(loader)
+    batch = next(iter(pairs))
+    assert batch["users"].shape == batch["pos_items"].shape == batch["neg_items"].shape == (64,)
+    assert len(pairs) == pairs.n_interactions // 64 + 1
 
 
 def test_min_rating_filters(tiny_data):

@@ -6,11 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, SHARED_DATA, read_jsonl, run_script
-from test_ngcf import small_dataset
+from conftest import ROOT, SHARED_DATA, read_jsonl, run, small_dataset
 
 from data_loader.benchmark import BenchmarkDataLoader
-from model.graph import batch_rows, normalized_adjacency
+from model.graph import normalized_adjacency
 from model.lightgcn import LightGCN
 from model.mf import MF
 from model.pop import Pop
@@ -19,58 +18,32 @@ from utils.errors import DataError
 
 def test_lightgcn_is_the_mean_of_powers_of_the_laplacian():
     ds = small_dataset()
-    model = LightGCN(ds, embed_dim=6, n_layers=3).eval()
+    model = LightGCN(ds, embed_dim=6, n_layers=3, impl="reference").eval()
     lap = torch.from_numpy(normalized_adjacency(ds.train).toarray())
     e = model.embedding.weight.detach()
     expected = (e + lap @ e + lap @ lap @ e + lap @ lap @ lap @ e) / 4
     users, items = model.propagate()
     torch.testing.assert_close(torch.cat([users, items]), expected, rtol=1e-5, atol=1e-6)
-    scores = model.full_scores(torch.arange(ds.n_users))
+    scores = model.full_scores(torch.arange(ds.n_users), None)
     torch.testing.assert_close(scores, expected[: ds.n_users] @ expected[ds.n_users :].T, rtol=1e-4, atol=1e-6)
-
-
-@pytest.mark.parametrize("edge_dropout,few", [(0.0, True), (0.3, True), (0.3, False)])
-def test_lightgcn_batch_rows_equal_the_whole_graph(edge_dropout, few):
-    """Training computes the last layer at the batch's rows alone when they are few: same scores and
-    gradients as the whole propagation gathered at them (duplicated rows and an empty item included)."""
-    ds = small_dataset(n_users=30, n_items=40)
-    torch.manual_seed(0)
-    model = LightGCN(ds, embed_dim=6, n_layers=2, edge_dropout=edge_dropout).train()
-    users, pos, neg = torch.tensor([0, 3, 3, 5]), torch.tensor([1, 1, 2, ds.n_items - 1]), torch.tensor([4, 0, 7, 7])
-    if not few:
-        users = torch.arange(ds.n_users)
-        pos, neg = torch.arange(ds.n_users) % ds.n_items, (torch.arange(ds.n_users) + 7) % ds.n_items
-    nodes = torch.cat([users, ds.n_users + pos, ds.n_users + neg])
-    assert batch_rows(nodes, ds.n_users + ds.n_items)[2] == few
-    probe = torch.randn(len(nodes), 6)
-
-    def value_and_grad(final):
-        (grad,) = torch.autograd.grad((final * probe).sum(), [model.embedding.weight])
-        return final.detach(), grad
-
-    torch.manual_seed(1)
-    rows_final, rows_grad = value_and_grad(model.final_embeddings(nodes))
-    torch.manual_seed(1)
-    whole_final, whole_grad = value_and_grad(model.final_embeddings()[nodes])
-    torch.testing.assert_close(rows_final, whole_final, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(rows_grad, whole_grad, rtol=1e-5, atol=1e-6)
 
 
 def test_mf_scores_are_dot_products():
     ds = small_dataset()
     model = MF(ds, embed_dim=5)
-    out = model(torch.tensor([1, 2]), torch.tensor([3, 4]), torch.tensor([5, 6]))
+    out = model({"users": torch.tensor([1, 2]), "pos_items": torch.tensor([3, 4]), "neg_items": torch.tensor([5, 6])})
     u, i = model.user_embedding.weight, model.item_embedding.weight
     torch.testing.assert_close(out["pos_scores"], (u[[1, 2]] * i[[3, 4]]).sum(1))
-    torch.testing.assert_close(model.full_scores(torch.tensor([1]))[0, 6], (u[1] * i[6]).sum())
+    torch.testing.assert_close(model.full_scores(torch.tensor([1]), None)[0, 6], (u[1] * i[6]).sum())
 
 
 def test_pop_ranks_by_training_popularity_and_has_nothing_to_train():
     ds = small_dataset()
     model = Pop(ds)
-    assert model.n_trainable() == 0
+    assert model.n_trainable() == 0 and list(model.train_batches(None)) == []
+    model.fit(ds)
     counts = torch.from_numpy(np.asarray(ds.train.sum(0)).ravel()).float()
-    torch.testing.assert_close(model.full_scores(torch.tensor([0, 5]))[1], counts)
+    torch.testing.assert_close(model.full_scores(torch.tensor([0, 5]), None)[1], counts)
 
 
 def write_benchmark(folder, lines_train, lines_test):
@@ -108,7 +81,7 @@ def test_benchmark_loader_errors(tmp_path):
     "name", ["config.json", "configs/lightgcn_ml100k.json", "configs/mf_ml100k.json", "configs/pop_ml100k.json"]
 )
 def test_each_shipped_movielens_config_trains_one_epoch(tmp_path, tiny_data, name):
-    result = run_script(
+    result = run(
         "train.py",
         "-c",
         ROOT / name,
@@ -125,9 +98,9 @@ def test_each_shipped_movielens_config_trains_one_epoch(tmp_path, tiny_data, nam
     )
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((ROOT / name).read_text())
-    run = tmp_path / "models" / config["name"] / "t"
-    assert read_jsonl(run / "metrics.jsonl")[0]["val_recall@20"] > 0
-    result = run_script("test.py", "-r", run / "model_best.pth")
+    folder = tmp_path / "models" / config["name"] / "t"
+    assert read_jsonl(folder / "metrics.jsonl")[0]["val_recall@20"] > 0
+    result = run("test.py", "-r", folder / "model_best.pth")
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -142,7 +115,7 @@ def test_gowalla_configs_train_and_evaluate_the_last_epoch(tmp_path, name):
         for u in range(25)
     ]
     folder = write_benchmark(tmp_path / "gowalla", lines, [t for t in tests if len(t.split()) > 1])
-    result = run_script(
+    result = run(
         "train.py",
         "-c",
         ROOT / "configs" / f"{name}.json",
@@ -158,10 +131,10 @@ def test_gowalla_configs_train_and_evaluate_the_last_epoch(tmp_path, name):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "monitoring and early stopping are off" in result.stdout
     config = json.loads((ROOT / "configs" / f"{name}.json").read_text())
-    run = tmp_path / "models" / config["name"] / "t"
-    best = torch.load(run / "model_best.pth", weights_only=True)
+    folder = tmp_path / "models" / config["name"] / "t"
+    best = torch.load(folder / "model_best.pth", weights_only=True)
     assert best["epoch"] == 2
-    assert run_script("test.py", "-r", run / "model_best.pth").returncode == 0
+    assert run("test.py", "-r", folder / "model_best.pth").returncode == 0
 
 
 @pytest.mark.gowalla

@@ -1,7 +1,6 @@
 """Nothing lost: interrupts, kills mid-write, NaN losses, bad checkpoints, hostile config input."""
 
 import json
-import signal
 import subprocess
 import sys
 import textwrap
@@ -9,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, load_default_config, run_script, tiny_config, write_config
+from conftest import ROOT, load_default_config, run, run_script, send_signal, tiny_config, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,8 +17,9 @@ from utils.errors import CheckpointError, ConfigError
 from utils.parse_config import apply_override, parse_set_option, validate
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_saves_the_last_finished_epoch_and_resume_is_exact(tmp_path, tiny_data, signum):
+@pytest.mark.slow
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_interrupt_saves_the_last_finished_epoch_and_resume_is_exact(tmp_path, tiny_data, signame):
     config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=200, trainer__save_period=1000)
     path = write_config(tmp_path / "c.json", config)
     run = tmp_path / "saved" / "models" / config["name"] / "int"
@@ -37,13 +37,14 @@ def test_interrupt_saves_the_last_finished_epoch_and_resume_is_exact(tmp_path, t
         if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
             break
         time.sleep(0.1)
-    process.send_signal(signum)
+    send_signal(process, signame)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr[-2000:]
     assert "Resume with:" in stdout
     saved = sorted(run.glob("checkpoint-epoch*.pth"))
     assert len(saved) == 1
     finished = load_checkpoint(saved[0])["epoch"]
+    assert not list(run.glob(".*.tmp"))  # no temporary file left
     assert finished >= 2  # the signal may land between epoch 3's metrics line and its snapshot
 
     # resuming it to finished + 2 equals a straight run of finished + 2 epochs, bit for bit
@@ -57,6 +58,7 @@ def test_interrupt_saves_the_last_finished_epoch_and_resume_is_exact(tmp_path, t
         assert torch.equal(tensor, resumed["state_dict"][key]), key
 
 
+@pytest.mark.slow
 def test_killing_a_writer_never_corrupts_the_checkpoint(tmp_path):
     """SIGKILL a process that keeps rewriting a large checkpoint; what is at the path always loads."""
     target = tmp_path / "ckpt.pth"
@@ -82,8 +84,6 @@ def test_killing_a_writer_never_corrupts_the_checkpoint(tmp_path):
 
 
 def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_best(tmp_path, tiny_data):
-    import argparse
-
     from base.base_trainer import TrainingError
     from data_loader.movielens import MovieLensDataLoader
     from model import METRICS
@@ -94,18 +94,15 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_best(tmp_path, tiny_d
     from utils.parse_config import ConfigParser
 
     config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=3)
-    parsed = ConfigParser.from_args(
-        argparse.Namespace(config=str(write_config(tmp_path / "c.json", config)), resume=None, run_id="nan", set=None)
-    )
-    parsed.make_run_dirs()
+    parsed = ConfigParser(config)
     data = MovieLensDataLoader(**config["data_loader"]["args"])
     model = NGCF(data.dataset, embed_dim=8, layers=[8])
     calls = {"n": 0}
 
-    def poisoned(output):
+    def poisoned(output, step):
         calls["n"] += 1
-        loss = bpr_loss(output)
-        return loss * float("nan") if calls["n"] > len(data) + 1 else loss  # epoch 2, batch 1
+        loss = bpr_loss(output, step)
+        return loss * float("nan") if calls["n"] > n_batches + 1 else loss  # epoch 2, batch 1
 
     trainer = Trainer(
         model,
@@ -117,15 +114,28 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_best(tmp_path, tiny_d
         data_loader=data,
         valid_data_loader=data.split_validation(),
     )
-    with pytest.raises(TrainingError, match="epoch 2, batch 1: the loss is nan"):
+    n_batches = len(trainer.batches)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    trainer.set_output(folder)
+    before = {}
+    with pytest.raises(TrainingError, match="epoch 2, batch 1: the loss is nan before its optimizer step"):
+        original = trainer._backward_and_step
+
+        def watch(loss):
+            original(loss)
+            before["weights"] = model.embedding.weight.detach().clone()  # after the last step taken
+
+        trainer._backward_and_step = watch
         trainer.train()
-    best = load_checkpoint(parsed.save_dir / "model_best.pth")
+    assert torch.equal(model.embedding.weight, before["weights"])  # the poisoned batch never stepped
+    best = load_checkpoint(folder / "model_best.pth")
     assert best["epoch"] == 1 and all(torch.isfinite(t).all() for t in best["state_dict"].values())
 
 
 def test_bad_checkpoints_are_clear_errors(tmp_path, tiny_data):
     config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=1)
-    assert run_script("train.py", "-c", write_config(tmp_path / "c.json", config), "--run-id", "a").returncode == 0
+    assert run("train.py", "-c", write_config(tmp_path / "c.json", config), "--run-id", "a").returncode == 0
     best = tmp_path / "saved" / "models" / config["name"] / "a" / "model_best.pth"
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
@@ -134,7 +144,7 @@ def test_bad_checkpoints_are_clear_errors(tmp_path, tiny_data):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="not a checkpoint of this template"):
         load_checkpoint(tmp_path / "other.pth")
-    result = run_script("test.py", "-r", best, "--set", "arch.args.embed_dim=32")
+    result = run("test.py", "-r", best, "--set", "arch.args.embed_dim=32")
     assert result.returncode == 2 and "the weights do not fit the configured model" in result.stderr
     assert "size mismatch" in result.stderr
 
@@ -142,14 +152,14 @@ def test_bad_checkpoints_are_clear_errors(tmp_path, tiny_data):
 def test_resume_latest_and_unwritable_save_dir(tmp_path, tiny_data):
     config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=2)
     path = write_config(tmp_path / "c.json", config)
-    assert run_script("train.py", "-c", path, "--run-id", "old").returncode == 0
+    assert run("train.py", "-c", path, "--run-id", "old").returncode == 0
     time.sleep(0.05)
-    assert run_script("train.py", "-c", path, "--run-id", "new").returncode == 0
-    result = run_script("train.py", "-c", path, "-r", "latest", "--epochs", "3")
+    assert run("train.py", "-c", path, "--run-id", "new").returncode == 0
+    result = run("train.py", "-c", path, "-r", "latest", "--epochs", "3")
     assert result.returncode == 0, result.stderr
     assert "new/checkpoint-epoch2.pth" in result.stdout and "Resuming training from epoch 3" in result.stdout
     (tmp_path / "a_file").write_text("")
-    result = run_script("train.py", "-c", path, "--set", f"trainer.save_dir={tmp_path / 'a_file' / 'sub'}")
+    result = run("train.py", "-c", path, "--set", f"trainer.save_dir={tmp_path / 'a_file' / 'sub'}")
     assert result.returncode == 2 and "trainer.save_dir: cannot write the run folder" in result.stderr
 
 
@@ -160,6 +170,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     key=st.sampled_from(
@@ -193,6 +204,7 @@ def test_fuzz_overrides_either_apply_cleanly_or_raise_config_error(key, value):
         assert str(e)  # a message, not a crash from deep inside
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(text=st.text())
 def test_fuzz_set_syntax_never_crashes(text):

@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import pandas as pd
-from conftest import ROOT, read_jsonl, run_script, tiny_config, write_config
+import pytest
+from conftest import ROOT, read_jsonl, run, run_script, tiny_config, write_config
 
 
+@pytest.mark.slow
 def test_new_project_then_a_new_model_in_one_file_trains(tmp_path, tiny_data):
     project = tmp_path / "my_project"
     result = subprocess.run([sys.executable, "new_project.py", str(project)], cwd=ROOT, capture_output=True, text=True)
@@ -35,6 +37,7 @@ def test_new_project_refuses_an_existing_folder(tmp_path):
     assert result.returncode == 2 and "already exists" in result.stderr
 
 
+@pytest.mark.slow
 def test_local_sweep_writes_one_table(tmp_path, tiny_data):
     config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=1)
     base = write_config(tmp_path / "base.json", config)
@@ -64,7 +67,7 @@ def test_sweep_agent_style_arguments(tmp_path, tiny_data):
     """A wandb sweep agent passes --<config key>=<value>; train.py takes it as --set."""
     config = tiny_config(tiny_data, tmp_path / "saved")
     path = write_config(tmp_path / "c.json", config)
-    result = run_script("train.py", "-c", path, "--trainer.epochs=1", "--optimizer.args.lr=0.01", "--run-id", "a")
+    result = run("train.py", "-c", path, "--trainer.epochs=1", "--optimizer.args.lr=0.01", "--run-id", "a")
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.loads((tmp_path / "saved" / "models" / config["name"] / "a" / "config.json").read_text())
     assert saved["trainer"]["epochs"] == 1 and saved["optimizer"]["args"]["lr"] == 0.01

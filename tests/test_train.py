@@ -5,12 +5,12 @@ import json
 import pandas as pd
 import pytest
 import torch
-from conftest import SHARED_DATA, read_jsonl, run_script, tiny_config, write_config
+from conftest import SHARED_DATA, read_jsonl, run, run_script, tiny_config, write_config
 
 
 def train(tmp_path, config, *extra):
     path = write_config(tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.json", config)
-    result = run_script("train.py", "-c", path, *extra)
+    result = run("train.py", "-c", path, *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -18,8 +18,8 @@ def train(tmp_path, config, *extra):
 def test_train_writes_the_run_folder_and_test_reproduces_validation(tmp_path, tiny_data):
     config = tiny_config(tiny_data, tmp_path / "saved")
     train(tmp_path, config, "--run-id", "tiny")
-    run = tmp_path / "saved" / "models" / config["name"] / "tiny"
-    assert sorted(p.name for p in run.iterdir()) == [
+    folder = tmp_path / "saved" / "models" / config["name"] / "tiny"
+    assert sorted(p.name for p in folder.iterdir()) == [
         "checkpoint-epoch1.pth",
         "checkpoint-epoch2.pth",
         "config.json",
@@ -27,26 +27,26 @@ def test_train_writes_the_run_folder_and_test_reproduces_validation(tmp_path, ti
         "metrics.jsonl",
         "model_best.pth",
     ]
-    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads((run / "config.json").read_text()) == config
+    assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((folder / "config.json").read_text()) == config
     assert (tmp_path / "saved" / "log" / config["name"] / "tiny" / "info.log").is_file()
-    history = read_jsonl(run / "metrics.jsonl")
+    history = read_jsonl(folder / "metrics.jsonl")
     assert [h["epoch"] for h in history] == [1, 2]
     assert set(history[0]) == {"epoch", "loss", "val_recall@20", "val_ndcg@20", "val_precision@20", "val_hit@20"}
     assert history[1]["loss"] < history[0]["loss"]
 
     # test.py on the best checkpoint, on the validation split, gives the numbers seen in training
     best = max(history, key=lambda h: h["val_recall@20"])
-    result = run_script("test.py", "-r", run / "model_best.pth", "--split", "valid")
+    result = run("test.py", "-r", folder / "model_best.pth", "--split", "valid")
     assert result.returncode == 0, result.stderr
-    valid = json.loads((run / "valid_metrics.json").read_text())
+    valid = json.loads((folder / "valid_metrics.json").read_text())
     for name, value in valid.items():
         assert value == pytest.approx(best[f"val_{name}"], abs=1e-6), name
 
     # and on the test split, with a top-K export
-    result = run_script("test.py", "-r", run / "model_best.pth", "--topk-out", tmp_path / "recs.csv", "--k", "5")
+    result = run("test.py", "-r", folder / "model_best.pth", "--topk-out", tmp_path / "recs.csv", "--k", "5")
     assert result.returncode == 0, result.stderr
-    figures = json.loads((run / "test_metrics.json").read_text())
+    figures = json.loads((folder / "test_metrics.json").read_text())
     assert set(figures) == {"recall@20", "ndcg@20", "precision@20", "hit@20"}
     assert all(0 <= v <= 1 for v in figures.values()) and figures["hit@20"] > 0
     recs = pd.read_csv(tmp_path / "recs.csv")
@@ -68,6 +68,7 @@ def test_recommendations_never_include_training_items(tmp_path, tiny_data):
     loader = MovieLensDataLoader(data_dir=str(tiny_data), download=False)
     ds = loader.dataset
     model = NGCF(ds, embed_dim=8, layers=[8]).eval()
+    model.fit(ds)
     export_topk(model, ds, 10, tmp_path / "r.csv", torch.device("cpu"))
     recs = pd.read_csv(tmp_path / "r.csv")
     index_of_user = {raw: i for i, raw in enumerate(ds.user_ids)}
@@ -86,7 +87,7 @@ def test_resume_equals_a_straight_run(tmp_path, tiny_data):
     config["trainer"]["epochs"] = 2
     train(tmp_path, config, "--run-id", "part")
     runs = tmp_path / "saved" / "models" / config["name"]
-    result = run_script("train.py", "-r", runs / "part" / "checkpoint-epoch2.pth", "--epochs", "4")
+    result = run("train.py", "-r", runs / "part" / "checkpoint-epoch2.pth", "--epochs", "4")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming training from epoch 3" in result.stdout
 
@@ -103,16 +104,19 @@ def test_resume_equals_a_straight_run(tmp_path, tiny_data):
     assert read_jsonl(runs / "straight" / "metrics.jsonl") == read_jsonl(runs / "part" / "metrics.jsonl")
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_is_recorded(tmp_path, tiny_data, monkeypatch):
     config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=1)
     config["wandb"]["mode"] = "offline"
     monkeypatch.setenv("TEST_WANDB_MODE", "offline")
-    train(tmp_path, config, "--run-id", "tracked")
+    result = run_script("train.py", "-c", write_config(tmp_path / "w.json", config), "--run-id", "tracked")
+    assert result.returncode == 0, result.stderr[-3000:]
     offline_runs = list((tmp_path / "saved" / "log" / config["name"] / "tracked" / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1 and list(offline_runs[0].glob("*.wandb"))
 
 
 @pytest.mark.movielens
+@pytest.mark.slow
 def test_two_epochs_on_real_movielens(tmp_path):
     from conftest import load_default_config
 
@@ -120,12 +124,14 @@ def test_two_epochs_on_real_movielens(tmp_path):
     config["data_loader"]["args"].update(data_dir=str(SHARED_DATA), cache=False)  # shared/ stays untouched
     config["trainer"].update(epochs=2, save_dir=str(tmp_path / "saved"))
     config["wandb"]["mode"] = "disabled"
-    train(tmp_path, config, "--run-id", "ml")
-    run = tmp_path / "saved" / "models" / config["name"] / "ml"
-    history = read_jsonl(run / "metrics.jsonl")
+    path = write_config(tmp_path / "ml.json", config)
+    result = run_script("train.py", "-c", path, "--run-id", "ml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = tmp_path / "saved" / "models" / config["name"] / "ml"
+    history = read_jsonl(folder / "metrics.jsonl")
     assert len(history) == 2
     # a trained NGCF finds far more than chance (random ranking: recall@20 ~ 20/1682 ~ 0.012)
     assert history[-1]["val_recall@20"] > 0.2
-    result = run_script("test.py", "-r", run / "model_best.pth")
+    result = run_script("test.py", "-r", folder / "model_best.pth")
     assert result.returncode == 0, result.stderr
-    assert json.loads((run / "test_metrics.json").read_text())["recall@20"] > 0.2
+    assert json.loads((folder / "test_metrics.json").read_text())["recall@20"] > 0.2

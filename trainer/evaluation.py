@@ -4,11 +4,13 @@ For each user: score all items, rank out the items the user is known to have, ta
 and compare with the held-out items. One top-K for the largest K serves every metric.
 """
 
+import contextlib
+
 import torch
 
 from utils.distributed import all_reduce_sum
-from utils.errors import ConfigError
-from utils.parse_config import parse_metric_name
+from utils.errors import ConfigError, ContractError
+from utils.validation import parse_metric_name
 
 
 def parse_metrics(names, metric_fns):
@@ -94,14 +96,26 @@ def top_k_items(scores, k):
     return top.gather(1, order)
 
 
+def keep_only(scores, rows):
+    """Set to -inf, in place, every item of scores (B, n_items) that is not in `rows` (CSR (B, n_items))."""
+    row, col = _csr_rows_to_torch(rows, scores.device)
+    kept = torch.full_like(scores, float("-inf"))
+    kept[row, col] = scores[row, col]
+    scores.copy_(kept)
+    return scores
+
+
 @torch.no_grad()
-def ranking_hits(scores, heldout, exclude, k):
+def ranking_hits(scores, heldout, exclude, k, candidates=None):
     """scores: (B, n_items) -> hits (B, k) float and n_relevant (B,) for the batch's users.
 
-    heldout, exclude: CSR (B, n_items) rows. Excluded items are set to -inf in place.
+    heldout, exclude: CSR (B, n_items) rows. Excluded items are set to -inf in place; with
+    `candidates` (CSR (B, n_items), the sampled protocol) so is every item outside them.
     """
     device = scores.device
     n_items = scores.shape[1]
+    if candidates is not None:
+        keep_only(scores, candidates)
     rank_out(scores, exclude)
     top = top_k_items(scores, min(k, n_items))  # (B, k')
     # Held-out (row, item) pairs as sorted keys row * n_items + item; a hit is a key found.
@@ -116,19 +130,58 @@ def ranking_hits(scores, heldout, exclude, k):
     return hits, n_relevant
 
 
+@contextlib.contextmanager
+def full_precision(device):
+    """fp32 products while scoring on CUDA, even where training allows TF32: rankings then match
+    the CPU's (a TF32 product keeps 10 bits of mantissa, enough to reorder close scores)."""
+    if getattr(device, "type", str(device)) != "cuda":
+        yield
+        return
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+def checked_scores(model, users, history):
+    """model.full_scores(users, history), checked to be the (B, n_items) matrix the contract asks."""
+    scores = model.full_scores(users, history)
+    expected = (len(users), history.shape[1])
+    if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != expected:
+        got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ContractError(
+            f"{type(model).__name__}.full_scores(users, history) returned {got}; expected a tensor of shape "
+            f"(B, n_items) = {expected}"
+        )
+    return scores
+
+
 @torch.no_grad()
 def evaluate_sums(model, loader, metrics, device):
-    """Sum of each metric over the loader's users, and how many users: (sums (M,) float64, count)."""
+    """Sum of each metric over the loader's users, and how many users: (sums (M,) float64, count (1,)),
+    both on `device`."""
     k_max = max(k for _, _, k in metrics)
     sums = torch.zeros(len(metrics), dtype=torch.float64, device=device)
-    count = 0
-    for users, heldout, exclude in loader:
-        scores = model.full_scores(torch.from_numpy(users).to(device))  # (B, n_items)
-        hits, n_relevant = ranking_hits(scores.float(), heldout, exclude, k_max)
-        for j, (_, fn, k) in enumerate(metrics):
-            sums[j] += fn(hits[:, :k], n_relevant).sum().double()
-        count += len(users)
+    count = torch.zeros(1, dtype=torch.float64, device=device)
+    with full_precision(device):
+        for batch in loader:
+            users = torch.from_numpy(batch.users).to(device)
+            scores = checked_scores(model, users, batch.exclude)  # (B, n_items)
+            hits, n_relevant = ranking_hits(scores.float(), batch.heldout, batch.exclude, k_max, batch.candidates)
+            for j, (_, fn, k) in enumerate(metrics):
+                sums[j] += fn(hits[:, :k], n_relevant).sum().double()
+            count += len(batch.users)
     return sums, count
+
+
+def reduce_means(sums, count):
+    """Means over every rank's users: the sums and count all-reduced (tensors on the training
+    device, as NCCL needs), then one read on the host."""
+    totals = all_reduce_sum(torch.cat([sums, count]))
+    values = totals.tolist()
+    return [value / max(values[-1], 1) for value in values[:-1]]
 
 
 def evaluate(model, loader, metrics, device):
@@ -141,7 +194,4 @@ def evaluate(model, loader, metrics, device):
     model.eval()
     sums, count = evaluate_sums(model, loader, metrics, device)
     model.train(was_training)
-    totals = all_reduce_sum(torch.cat([sums, torch.tensor([count], dtype=sums.dtype, device=sums.device)]))
-    sums, count = totals[:-1], totals[-1].item()
-    means = (sums / max(count, 1)).tolist()
-    return {name: value for (name, _, _), value in zip(metrics, means)}
+    return {name: value for (name, _, _), value in zip(metrics, reduce_means(sums, count))}

@@ -1,20 +1,24 @@
-"""The BPR recommender trainer: sampled triples per step, full-ranking validation per eval epoch."""
+"""The recommender trainer: one training step for every way a model learns, full-ranking validation."""
 
-import math
-
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from base.base_trainer import BaseTrainer, TrainingError
 from trainer.evaluation import evaluate
 from utils import distributed
-from utils.errors import ConfigError
+from utils.errors import ConfigError, ContractError
 
 
 class Trainer(BaseTrainer):
-    """One epoch = len(data_loader) BPR steps; validation on `valid_data_loader` every eval_period.
+    """An epoch is the batches the model asks for (`model.train_batches(data_loader)`), each one
+    `_train_step`; validation on `valid_data_loader` every eval_period epochs. A model with no
+    batches (closed-form, counting) is evaluated, never stepped.
 
-    A model without trainable parameters (e.g. a popularity ranking) is evaluated, never stepped.
+    sync_every (trainer.args): steps between reads of the loss on the host, which the NaN check
+    and the progress bar need; 'auto' reads every step on the CPU (where a read costs nothing, and
+    a NaN stops the run before its optimizer step) and every 50 on an accelerator (where a read
+    waits for the device to finish).
     """
 
     def __init__(
@@ -30,66 +34,156 @@ class Trainer(BaseTrainer):
         lr_scheduler=None,
         writer=None,
         checkpoint=None,
+        sync_every="auto",
     ):
-        super().__init__(model, criterion, metric_ftns, optimizer, config, device, lr_scheduler, writer, checkpoint)
         self.data_loader, self.valid_data_loader = data_loader, valid_data_loader
+        module = getattr(model, "module", model)
+        self.batches = module.train_batches(data_loader) if data_loader is not None else ()
+        super().__init__(model, criterion, metric_ftns, optimizer, config, device, lr_scheduler, writer, checkpoint)
         if valid_data_loader is None:
             self.disable_monitor("No validation split (valid_fraction = 0)")
+        if sync_every != "auto" and not (isinstance(sync_every, int) and not isinstance(sync_every, bool)):
+            raise ConfigError(f"trainer.args.sync_every: expected 'auto' or a positive integer, got {sync_every!r}")
+        if sync_every != "auto" and sync_every < 1:
+            raise ConfigError(f"trainer.args.sync_every: expected 'auto' or a positive integer, got {sync_every}")
+        device_type = getattr(device, "type", "cpu")
+        self.sync_every = (1 if device_type == "cpu" else 50) if sync_every == "auto" else sync_every
         amp = config["trainer"].get("amp", "off")
-        if amp not in ("off", "bf16"):
-            raise ConfigError(f"trainer.amp: expected 'off' or 'bf16', got {amp!r}")
         # bf16 autocast on CUDA only: on the CPU it is slower than float32 for these shapes.
-        self.amp = amp == "bf16" and device.type == "cuda"
+        self.amp = amp == "bf16" and device_type == "cuda"
         if amp == "bf16" and not self.amp:
-            self.logger.info("trainer.amp = bf16 applies on CUDA only; training in float32 on " + device.type)
-        self.trainable = optimizer is not None and any(p.requires_grad for p in self.module.parameters())
+            self.logger.info("trainer.amp = bf16 applies on CUDA only; training in float32 on " + device_type)
+        self.pin = device_type == "cuda"  # page-locked batches copy to the GPU asynchronously
+        self.trainable = len(self.batches) > 0
+        if self.trainable and optimizer is None:
+            raise ConfigError(
+                f"optimizer: {type(module).__name__} trains on batches and needs an optimizer "
+                '(e.g. "optimizer": {"type": "Adam", "args": {"lr": 0.001}})'
+            )
+        if self.trainable and criterion is None:
+            raise ConfigError(f"loss: {type(module).__name__} trains on batches and needs a loss")
+
+    def _to_device(self, batch):
+        if not isinstance(batch, dict):
+            raise ContractError(
+                f"{type(self.module).__name__}.train_batches must yield dicts of tensors; got a {type(batch).__name__}"
+            )
+        if self.pin:
+            return {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in batch.items()}
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _read(self, tensor):
+        """Host values of a small device tensor (one host-device sync)."""
+        return tensor.tolist()
+
+    def _loss(self, batch):
+        """The model's output for one batch and its loss, both checked against the contract."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            try:
+                output = self.model(batch)
+                loss = self.criterion(output, self.step)
+            except ContractError as e:
+                raise ContractError(f"{type(self.module).__name__}: {e}") from None
+        if not (isinstance(loss, torch.Tensor) and loss.dim() == 0):
+            name = getattr(self.criterion, "__name__", "the loss")
+            raise ContractError(
+                f"{type(self.module).__name__}: {name} returned {type(loss).__name__}"
+                f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}; expected a scalar tensor"
+            )
+        return loss
+
+    def _train_step(self, batch):
+        """One optimizer step on one batch; returns the loss, detached, on the training device."""
+        loss = self._loss(self._to_device(batch))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return loss.detach()
 
     def _train_epoch(self, epoch):
         self.model.train()
-        total, steps = 0.0, 0
+        log = {}
         if self.trainable:
-            bar = tqdm(
-                self.data_loader,
-                desc=f"epoch {epoch}",
-                leave=False,
-                dynamic_ncols=True,
-                mininterval=0.5,
-                disable=None if self.is_main else True,
-            )
-            for batch, (users, positives, negatives) in enumerate(bar):
-                users, positives, negatives = (
-                    t.to(self.device, non_blocking=True) for t in (users, positives, negatives)
-                )
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                    loss = self.criterion(self.model(users, positives, negatives))
-                value = loss.item()
-                if distributed.is_distributed():  # every rank must stop together, not hang in all-reduce
-                    value = (
-                        distributed.all_reduce_sum(torch.tensor([value], dtype=torch.float64)).item()
-                        / distributed.world_size()
-                    )
-                if not math.isfinite(value):
-                    raise TrainingError(
-                        f"epoch {epoch}, batch {batch}: the loss is {value}; stopped without "
-                        "saving (the last good checkpoint is kept). Try a lower learning rate."
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                total += value
-                steps += 1
-                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            log["loss"] = self._train_batches(epoch)
             if self.lr_scheduler is not None:
                 self.lr_scheduler.step()
-        log = {"loss": total / steps if steps else 0.0}
         if self.valid_data_loader is not None and self.is_eval_epoch(epoch):
             figures = evaluate(self.module, self.valid_data_loader, self.metric_ftns, self.device)
             log.update({f"val_{name}": value for name, value in figures.items()})
         return log
 
+    def _train_batches(self, epoch):
+        """Every batch of the epoch; returns the mean loss over the steps of every rank."""
+        self.batches.set_epoch(epoch)
+        bar = tqdm(
+            self.batches,
+            desc=f"epoch {epoch}",
+            leave=False,
+            dynamic_ncols=True,
+            mininterval=0.5,
+            disable=None if self.is_main else True,
+        )
+        n = len(self.batches)
+        total, steps = 0.0, 0
+        # [sum of the window's losses, how many of them were not finite], kept on the device: read
+        # every sync_every steps, and all-reduced then under torchrun so that every rank stops together.
+        window = torch.zeros(2, dtype=torch.float64, device=self.device)
+        first = 0
+        for index, batch in enumerate(bar):
+            if self.sync_every == 1:  # checked before the step: a NaN never reaches the weights
+                loss = self._loss(self._to_device(batch))
+                self._check(self._stats(loss), epoch, index, index, bar)
+                self._backward_and_step(loss)
+                total += self._last
+                steps += 1
+                continue
+            window += self._stats(self._train_step(batch))
+            if (index + 1) % self.sync_every == 0 or index == n - 1:
+                self._check(window, epoch, first, index, bar)
+                total += self._last
+                steps += index - first + 1
+                window.zero_()
+                first = index + 1
+        bar.close()
+        return total / steps if steps else 0.0
+
+    @staticmethod
+    def _stats(loss):
+        value = loss.detach().double()
+        return torch.stack([value, (~torch.isfinite(value)).double()])
+
+    def _backward_and_step(self, loss):
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+
+    def _check(self, window, epoch, first, last, bar):
+        """Read the window's losses (summed over the ranks); stop on a loss that is not finite.
+        Sets self._last to the window's loss sum, averaged over the ranks."""
+        window = distributed.all_reduce_sum(window.clone())
+        loss_sum, bad = self._read(window)
+        world = distributed.world_size()
+        if bad:
+            where = f"batch {first}" if first == last else f"batches {first}-{last}"
+            before = " before its optimizer step" if first == last else ""
+            raise TrainingError(
+                f"epoch {epoch}, {where}: the loss is {'nan' if loss_sum != loss_sum else loss_sum}{before}; stopped "
+                "without saving (the last good checkpoint is kept). Try a lower learning rate."
+            )
+        self._last = loss_sum / world
+        bar.set_postfix(loss=f"{self._last / (last - first + 1):.4f}", refresh=False)
+
     def _extra_state(self):
         return {"data_loader": distributed.gather(self.data_loader.state_dict())}  # one per rank
 
     def _load_extra_state(self, state):
-        if state.get("data_loader") is not None:
-            self.data_loader.load_state_dict(self._for_this_rank(state["data_loader"], "sampler state"))
+        states = state.get("data_loader")
+        if states is None:
+            return
+        self.data_loader.load_state_dict(self._for_this_rank(states, "batch generator state"))
+        if len(states) != distributed.world_size() and distributed.rank() > 0:
+            rng = self.data_loader.rng  # rank r > 0: its own stream, derived from the checkpoint's
+            derived = np.random.default_rng([int(rng.integers(2**62)), distributed.rank()])
+            rng.bit_generator.state = derived.bit_generator.state

@@ -1,10 +1,9 @@
-"""Checkpoints: written atomically, read without unpickling arbitrary objects.
+"""Checkpoints: written atomically, read without unpickling arbitrary objects, checked on reading.
 
 A checkpoint holds only tensors and plain Python data (the config as a dict), so it loads with
 `torch.load(weights_only=True)`.
 """
 
-import os
 import pickle
 import random
 import zipfile
@@ -14,26 +13,65 @@ import numpy as np
 import torch
 
 from utils.errors import CheckpointError
+from utils.files import write_atomic
 
 REQUIRED = ("arch", "epoch", "state_dict", "config")
 
 
 def save_checkpoint(state, path):
-    """Write to a temporary file in the same folder, flush to disk, then rename into place.
-
-    A kill mid-write leaves the previous file at `path` intact.
-    """
+    """Write to a fresh temporary file in the same folder, sync it, then rename it into place: a kill
+    or a full disk mid-write leaves the previous file at `path` intact, and no temporary file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: torch.save(state, f))
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_state(state, path):
+    """Every value a resume or an evaluation reads has the type it must have; else a CheckpointError."""
+
+    def bad(key, expected):
+        got = state.get(key)
+        shown = type(got).__name__ if not isinstance(got, (int, float, str)) else repr(got)[:40]
+        raise CheckpointError(f"{path}: '{key}' is {shown}, expected {expected} (not a checkpoint of this template?)")
+
+    if not isinstance(state.get("arch"), str):
+        bad("arch", "a class name")
+    if not _is_int(state.get("epoch")) or state["epoch"] < 0:
+        bad("epoch", "an epoch number >= 0")
+    if not isinstance(state.get("state_dict"), dict) or not all(
+        isinstance(v, torch.Tensor) for v in state["state_dict"].values()
+    ):
+        bad("state_dict", "a dict of tensors")
+    if not isinstance(state.get("config"), dict):
+        bad("config", "the run's config (a dict)")
+    if "step" in state and (not _is_int(state["step"]) or state["step"] < 0):
+        bad("step", "a step count >= 0")
+    for key in ("monitor_best",):
+        if key in state and not isinstance(state[key], (int, float)):
+            bad(key, "a number")
+    if "best_epoch" in state and not _is_int(state["best_epoch"]):
+        bad("best_epoch", "an epoch number")
+    for key in ("optimizer", "lr_scheduler"):
+        if state.get(key) is not None and not isinstance(state[key], dict):
+            bad(key, "a state dict or None")
+    rng = state.get("rng")
+    if rng is not None and not (
+        isinstance(rng, list)
+        and rng
+        and all(isinstance(r, dict) and {"python", "numpy", "torch"} <= set(r) for r in rng)
+    ):
+        bad("rng", "one random state (python, numpy, torch) per process")
+    loader = state.get("data_loader")
+    if loader is not None and not (
+        isinstance(loader, list) and loader and all(isinstance(s, dict) and "bit_generator" in s for s in loader)
+    ):
+        bad("data_loader", "one batch generator state per process")
 
 
 def load_checkpoint(path, map_location="cpu"):
@@ -45,20 +83,30 @@ def load_checkpoint(path, map_location="cpu"):
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path}: not a readable checkpoint (truncated, or not saved by this template): {first[:200]}"
         ) from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED):
         raise CheckpointError(f"{path}: not a checkpoint of this template (expected keys {', '.join(REQUIRED)})")
+    check_state(state, path)
     return state
 
 
 def load_weights(model, checkpoint, path):
-    """Put a checkpoint's weights into `model`; a different architecture or shapes is a CheckpointError."""
+    """Put a checkpoint's weights into `model`; a different architecture or shapes, or weights fitted
+    with other values of the model's `fitted_args`, is a CheckpointError."""
     if checkpoint["arch"] != type(model).__name__:
         raise CheckpointError(f"{path}: holds a {checkpoint['arch']} model, but arch.type is {type(model).__name__}")
+    saved_args = checkpoint["config"].get("arch", {}).get("args", {})
+    for name in getattr(model, "fitted_args", ()):
+        now = getattr(model, name, None)
+        if name in saved_args and saved_args[name] != now:
+            raise CheckpointError(
+                f"arch.args.{name}: {path} was fitted with {name} = {saved_args[name]!r}, not {now!r}; "
+                f"fit it again with python train.py -c CONFIG --set arch.args.{name}={now!r}"
+            )
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as e:
@@ -86,27 +134,13 @@ def rng_state():
 
 
 def set_rng_state(state):
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    torch.set_rng_state(state["torch"].cpu())
+    try:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+        torch.set_rng_state(state["torch"].cpu())
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise CheckpointError(f"the checkpoint's random state cannot be restored ({type(e).__name__}: {e})") from None
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def find_latest_checkpoint(save_dir, name):
-    """The newest checkpoint-epoch<N>.pth of the newest run under save_dir/models/name (for `-r latest`)."""
-    runs_dir = Path(save_dir) / "models" / name
-    candidates = []
-    for path in runs_dir.glob("*/checkpoint-epoch*.pth"):
-        epoch = path.stem.removeprefix("checkpoint-epoch")
-        if epoch.isdigit():
-            candidates.append((path.parent.stat().st_mtime, path.parent.name, int(epoch), path))
-    if not candidates:
-        raise CheckpointError(
-            f"-r latest: no checkpoint-epoch<N>.pth under {runs_dir}/*/ "
-            "(the config's trainer.save_dir and name say where runs are)"
-        )
-    newest_run = max(candidates)[1]
-    return max(c for c in candidates if c[1] == newest_run)[3]

@@ -1,11 +1,12 @@
-"""What train.py and test.py share: the torch classes a config may name, and the error exit."""
+"""What train.py and test.py share: the torch classes a config may name, --list, and the error exit."""
 
 import inspect
 import sys
 
 import torch
 
-from utils.errors import UserError
+from utils.errors import ConfigError, UserError
+from utils.registry import summary
 
 
 def torch_classes(module, base):
@@ -19,13 +20,57 @@ def torch_classes(module, base):
 
 OPTIMIZERS = torch_classes(torch.optim, torch.optim.Optimizer)
 LR_SCHEDULERS = torch_classes(torch.optim.lr_scheduler, torch.optim.lr_scheduler.LRScheduler)
+# Schedulers a JSON config cannot drive: they take Python functions or other scheduler objects, or
+# need the monitored figure at every step.
+NOT_FROM_JSON = {
+    "LambdaLR": "takes a Python function (lr_lambda)",
+    "MultiplicativeLR": "takes a Python function (lr_lambda)",
+    "SequentialLR": "takes other scheduler objects",
+    "ChainedScheduler": "takes other scheduler objects",
+    "ReduceLROnPlateau": "needs the monitored figure at every step",
+}
+
+
+def check_scheduler(cls):
+    name = cls.__name__
+    if name in NOT_FROM_JSON:
+        usable = ", ".join(
+            n for n in ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "OneCycleLR", "LinearLR")
+        )
+        raise ConfigError(
+            f"lr_scheduler.type: {name} {NOT_FROM_JSON[name]}, which a JSON config cannot give (use e.g. {usable})"
+        )
+
+
+def listing(models, data_loaders, trainers, losses, metrics):
+    """What --list prints: every module a config can name, with the first line of its docstring."""
+    sections = [
+        ("models (arch.type)", models),
+        ("data loaders (data_loader.type)", data_loaders),
+        ("trainers (trainer.type)", trainers),
+        ("losses (loss.type)", losses),
+        ("metrics (metrics: name@K)", metrics),
+    ]
+    lines = []
+    for title, registry in sections:
+        lines.append(f"{title}:")
+        width = max((len(name) for name in registry), default=0)
+        lines += [f"  {name.ljust(width)}  {summary(obj)}" for name, obj in registry.items()]
+        for reason in getattr(registry, "problems", {}).values():
+            lines.append(f"  ! {reason}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def run_main(main, args):
-    """Run main(args); a user mistake becomes one line on stderr and exit code 2."""
+    """Run main(args); a user mistake becomes one line on stderr (and the log file's last line when
+    one is open) and exit code 2."""
+    from logger.logger import log_to_files
+
     try:
         main(args)
     except UserError as e:
+        log_to_files(f"error: {e}")
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

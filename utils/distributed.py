@@ -11,7 +11,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from utils.util import resolve_device
+from utils.device import resolve_device
 
 
 def setup(device_spec):

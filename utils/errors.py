@@ -20,3 +20,12 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, unreadable, or does not fit the config."""
+
+
+class ContractError(UserError):
+    """A module (a model, a loss, a data loader) does not keep the contract of its base class:
+    the message names the module, the method and what was expected."""
+
+
+class RunFolderError(UserError):
+    """A run folder cannot be created, is taken by another run, or is not where runs live."""

@@ -1,8 +1,12 @@
-"""Find the classes a config can name, without a central list to keep up to date.
+"""Find the classes and functions a config can name, without a central list to keep up to date.
 
-Each role's package (`model/`, `data_loader/`, `trainer/`) calls `discover` from its
-`__init__.py`: every module in the folder is imported and each public subclass of the role's
-base class becomes reachable by its class name. Adding a model is therefore one new file.
+Each role's package (`model/`, `data_loader/`, `trainer/`, `model/loss/`, `model/metric/`) calls
+`discover` or `discover_functions` from its `__init__.py`: every module in the folder is imported
+and what it defines becomes reachable by its name. Adding a module is therefore one new file.
+
+A module that cannot be imported, or a class that leaves an abstract method unimplemented, is
+not silently skipped: it is kept in `Registry.problems`, so that naming it in a config (or
+`python train.py --list`) says which file and why.
 """
 
 import importlib
@@ -10,29 +14,83 @@ import inspect
 import pkgutil
 
 
-def discover(package_name, package_path, base_class):
-    """Import every module of a package; return {class name: class} for subclasses of base_class.
+class Registry(dict):
+    """{name: class or function}, plus `problems`: {name or file: why it could not be registered}."""
 
-    Modules whose name starts with `_` are skipped (private helpers, templates).
-    """
-    found = {}
-    for info in pkgutil.iter_modules(package_path):
-        if info.name.startswith("_"):
+    def __init__(self, found, problems, role):
+        super().__init__(sorted(found.items()))
+        self.problems, self.role = problems, role
+
+    def lookup(self, name, key):
+        """The entry called `name`, for the config key `key`; otherwise a ConfigError saying why."""
+        from utils.errors import ConfigError
+
+        if name in self:
+            return self[name]
+        if name in self.problems:
+            raise ConfigError(f"{key}: {self.problems[name]}")
+        message = f"{key}: unknown name '{name}' (available: {', '.join(self) or 'none'})"
+        broken = [reason for entry, reason in self.problems.items() if entry.endswith(".py")]
+        if broken:
+            message += "; not loaded: " + "; ".join(broken)
+        raise ConfigError(message)
+
+
+def _modules(package_name, package_path):
+    """(module or None, its file as 'package/name.py', the import error or None) for each module."""
+    folder = package_name.replace(".", "/")
+    for info in sorted(pkgutil.iter_modules(package_path), key=lambda i: i.name):
+        if info.name.startswith("_") or info.ispkg:  # private helpers, templates, sub-packages
             continue
-        module = importlib.import_module(f"{package_name}.{info.name}")
+        path = f"{folder}/{info.name}.py"
+        try:
+            yield importlib.import_module(f"{package_name}.{info.name}"), path, None
+        except Exception as e:  # noqa: BLE001 - any error in a teammate's file is reported, not raised here
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            yield None, path, f"{path} could not be imported ({type(e).__name__}: {first})"
+
+
+def discover(package_name, package_path, base_class):
+    """{class name: class} for the public subclasses of base_class defined in the package's modules."""
+    found, problems = {}, {}
+    for module, path, error in _modules(package_name, package_path):
+        if module is None:
+            problems[path] = error
+            continue
         for name, obj in vars(module).items():
-            if (
+            if not (
                 inspect.isclass(obj)
                 and issubclass(obj, base_class)
                 and obj is not base_class
-                and not inspect.isabstract(obj)
                 and obj.__module__ == module.__name__
                 and not name.startswith("_")
             ):
+                continue
+            if inspect.isabstract(obj):
+                missing = ", ".join(sorted(obj.__abstractmethods__))
+                problems[name] = (
+                    f"{name} in {path} cannot be built: it does not implement {missing} "
+                    f"(abstract in {base_class.__name__})"
+                )
+            else:
                 found[name] = obj
-    return dict(sorted(found.items()))
+    return Registry(found, problems, base_class.__name__)
 
 
-def public_callables(module):
-    """{name: function} for the names a module lists in `__all__` (losses, metrics)."""
-    return {name: getattr(module, name) for name in module.__all__}
+def discover_functions(package_name, package_path, role):
+    """{function name: function} for the public functions defined in the package's modules."""
+    found, problems = {}, {}
+    for module, path, error in _modules(package_name, package_path):
+        if module is None:
+            problems[path] = error
+            continue
+        for name, obj in vars(module).items():
+            if inspect.isfunction(obj) and obj.__module__ == module.__name__ and not name.startswith("_"):
+                found[name] = obj
+    return Registry(found, problems, role)
+
+
+def summary(obj):
+    """The first line of an object's docstring (for --list)."""
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else "(no docstring)"
