@@ -1,0 +1,58 @@
+"""NeuMF: a pointwise model on k sampled negatives per positive, with binary cross-entropy."""
+
+import json
+
+import torch
+import torch.nn.functional as F
+from conftest import ROOT, read_jsonl, run, small_dataset
+
+from model.loss import bce_loss
+from model.neumf import NeuMF
+
+
+def test_full_scores_are_the_pair_scores():
+    """The factored first MLP layer of full_scores gives score() of every (user, item)."""
+    ds = small_dataset(n_users=9, n_items=7)
+    torch.manual_seed(0)
+    model = NeuMF(ds, embed_dim=4, mlp_layers=[6, 5, 3], negatives=2).eval()
+    users = torch.tensor([0, 4, 8])
+    scores = model.full_scores(users, ds.train[[0, 4, 8]], chunk=2)
+    pairs = model.score(users.repeat_interleave(7), torch.arange(7).repeat(3)).view(3, 7)
+    torch.testing.assert_close(scores, pairs)
+
+
+def test_batches_have_k_negatives_and_the_loss_is_bce():
+    ds = small_dataset(n_users=9, n_items=7)
+    torch.manual_seed(0)
+    model = NeuMF(ds, embed_dim=4, mlp_layers=[6, 3], negatives=3)
+    batch = {
+        "users": torch.tensor([1, 2]),
+        "pos_items": torch.tensor([0, 1]),
+        "neg_items": torch.tensor([[2, 3, 4], [5, 6, 0]]),
+    }
+    out = model(batch)
+    assert out["pos_scores"].shape == (2,) and out["neg_scores"].shape == (2, 3)
+    logits = torch.cat([out["pos_scores"], out["neg_scores"].flatten()])
+    labels = torch.cat([torch.ones(2), torch.zeros(6)])
+    torch.testing.assert_close(bce_loss(out, 0), F.binary_cross_entropy_with_logits(logits, labels))
+
+
+def test_trains_resumes_exactly_and_exports(tmp_path, tiny_data):
+    config = json.loads((ROOT / "configs" / "pointwise_ml100k.json").read_text())
+    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False, batch_size=64)
+    config["arch"]["args"].update(embed_dim=8, mlp_layers=[16, 8])
+    config["trainer"].update(save_dir=str(tmp_path / "saved"), epochs=4, save_period=1)
+    config["wandb"]["mode"] = "disabled"
+    path = tmp_path / "neumf.json"
+    path.write_text(json.dumps(config))
+    assert run("train.py", "-c", path, "--run-id", "straight").returncode == 0
+    assert run("train.py", "-c", path, "--run-id", "part", "--epochs", "2").returncode == 0
+    runs = tmp_path / "saved" / "models" / config["name"]
+    assert run("train.py", "-r", runs / "part" / "checkpoint-epoch2.pth", "--epochs", "4").returncode == 0
+    straight = torch.load(runs / "straight" / "checkpoint-epoch4.pth", weights_only=True)
+    resumed = torch.load(runs / "part" / "checkpoint-epoch4.pth", weights_only=True)
+    for key, tensor in straight["state_dict"].items():
+        assert torch.equal(tensor, resumed["state_dict"][key]), key
+    history = read_jsonl(runs / "straight" / "metrics.jsonl")
+    assert history == read_jsonl(runs / "part" / "metrics.jsonl") and history[-1]["loss"] < history[0]["loss"]
+    assert run("test.py", "-r", runs / "straight" / "model_best.pth", "--topk-out", tmp_path / "r.csv").returncode == 0
