@@ -85,10 +85,13 @@ class RunFolder:
         self.log_dir = self.save_dir / "log" / name / run_id
         self.lock = None
         self.created = False
+        self.made = []  # the folders this run created above its own two, innermost first
 
     def create(self, fixed_id):
         """Make the folder exclusively and lock it. fixed_id: the user chose run_id (--run-id), so an
         existing folder is an error; otherwise a fresh default id is drawn until one is free."""
+        self.made = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
+        self.made += [p for p in (self.log_dir.parent, *self.log_dir.parent.parents) if not p.exists()]
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -165,7 +168,7 @@ class RunFolder:
         shutil.rmtree(self.path, ignore_errors=True)
         if not keep_log:
             shutil.rmtree(self.log_dir, ignore_errors=True)
-        for folder in (self.path.parent, self.log_dir.parent):  # the name's folders, when now empty
+        for folder in sorted(self.made, key=lambda p: len(p.parts), reverse=True):  # those left empty
             with contextlib.suppress(OSError):
                 folder.rmdir()
         return True
