@@ -95,3 +95,35 @@ def test_metric_names_are_checked():
         parse_metrics(["recal@20"], METRICS)
     with pytest.raises(ConfigError, match="K >= 1"):
         parse_metrics(["recall@0"], METRICS)
+
+
+def test_sampled_candidates_are_the_heldout_items_and_unseen_ones():
+    from base.base_data_loader import sampled_candidates
+
+    rng = np.random.default_rng(0)
+    known = sp.csr_matrix((rng.random((30, 200)) < 0.1).astype(np.float32))
+    heldout = sp.csr_matrix(known.multiply(rng.random((30, 200)) < 0.2))
+    heldout.eliminate_zeros()
+    candidates = sampled_candidates(heldout, known, 100, seed=[1, 2])
+    for u in range(30):
+        mine = set(candidates[u].indices)
+        if heldout[u].nnz == 0:
+            assert not mine  # not evaluated
+            continue
+        assert set(heldout[u].indices) <= mine
+        negatives = mine - set(heldout[u].indices)
+        assert len(negatives) == 100 and not negatives & set(known[u].indices)
+    again = sampled_candidates(heldout, known, 100, seed=[1, 2])
+    assert (again != candidates).nnz == 0  # the same protocol for every run
+    assert (sampled_candidates(heldout, known, 100, seed=[1, 3]) != candidates).nnz > 0
+
+
+def test_ranking_among_candidates_only():
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5]])
+    heldout = sp.csr_matrix(np.array([[0, 0, 0, 1, 0]], dtype=np.float32))
+    exclude = sp.csr_matrix((1, 5), dtype=np.float32)
+    candidates = sp.csr_matrix(np.array([[0, 0, 1, 1, 1]], dtype=np.float32))
+    hits, _ = ranking_hits(scores.clone(), heldout, exclude, k=2, candidates=candidates)
+    assert hits.tolist() == [[0.0, 1.0]]  # among items 2, 3, 4 the held-out item 3 ranks second
+    hits, _ = ranking_hits(scores.clone(), heldout, exclude, k=2)
+    assert hits.tolist() == [[0.0, 0.0]]  # among every item it ranks fourth
