@@ -21,7 +21,8 @@ def step_ops(model, name, nodes):
     graph = model.graph
     a, a_t = matrices(graph)
     d = model.embedding.weight.shape[1]
-    weight = torch.randn(d, 2 * d)  # [W1 | W2]
+    device = model.embedding.weight.device
+    weight = torch.randn(d, 2 * d, device=device)  # [W1 | W2]
     n_layers = len(model.w1) if name == "NGCF" else model.n_layers
     rows, _, restricted = batch_rows(nodes, graph.shape[0])  # whether the last layer is cut to the rows
     layers = []
@@ -29,8 +30,10 @@ def step_ops(model, name, nodes):
         last = layer == n_layers - 1
         matrix, transposed = row_block(graph, rows) if last and restricted else (a, a_t)
         n = len(rows) if last else graph.shape[0]  # rows of the dense products
-        x, grad_side = torch.randn(graph.shape[0], d), torch.randn(matrix.shape[0], d)
-        layers.append((matrix, transposed, x, grad_side, torch.randn(n, 2 * d), torch.randn(n, d)))
+        x, grad_side = torch.randn(graph.shape[0], d, device=device), torch.randn(matrix.shape[0], d, device=device)
+        layers.append(
+            (matrix, transposed, x, grad_side, torch.randn(n, 2 * d, device=device), torch.randn(n, d, device=device))
+        )
 
     @torch.no_grad()
     def run():
@@ -49,7 +52,7 @@ def step_ops(model, name, nodes):
 def evaluation(model, loader, k=20):
     """Score GEMM and top-K for all evaluated users, embeddings computed beforehand."""
     users_all, items_all = model._cache if model._cache is not None else model.propagate()
-    users = torch.from_numpy(loader.users)
+    users = torch.from_numpy(loader.users).to(users_all.device)
     for start in range(0, len(users), loader.batch_size):
         scores = users_all[users[start : start + loader.batch_size]] @ items_all.T
         scores.topk(k, dim=1)

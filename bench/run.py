@@ -1,13 +1,16 @@
 """Speed benchmark: the template's fast paths against their bare floor and a plain baseline.
 
     python -m bench --dataset ml-100k --threads 1 --out results.json
-    python -m bench --dataset gowalla --threads 2 --data-dir ../shared/data
+    python -m bench --dataset gowalla --threads 2 --data-dir ../shared/data --impl reference
     python -m bench --dataset ml-100k --threads 2 --models NGCF --compile
+    python -m bench --dataset gowalla --device cuda --amp bf16
 
 Prints one table and writes the same figures as JSON: one object per model (NGCF and LightGCN,
 paper settings: batch 1024, d = 64, 3 layers). Times are seconds; each model runs in its own
-process so that `peak_rss_mb` is that model's peak. With --compile the training step runs the
-model through torch.compile (it needs a C++ compiler) and `compiled` is true. See README.md, "Speed".
+process so that `peak_rss_mb` is that model's peak (on CUDA, the peak of the GPU memory torch
+allocated). With --compile the training step runs the model through torch.compile (it needs a
+C++ compiler) and `compiled` is true. On CUDA the CPU baselines are not run (NaN in the table).
+bench/RESULTS.md holds the figures measured so far and how they were made (python -m bench.results).
 """
 
 import argparse
@@ -27,8 +30,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def synchronized(fn):
+    """fn, then a wait for the GPU to finish what it queued (no-op without CUDA work)."""
+
+    def call():
+        fn()
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+    return call
+
+
 def timed(fn, repeat=1):
     """Median wall time of `repeat` calls (after the first call, which warms caches, when repeat > 1)."""
+    fn = synchronized(fn)
     if repeat > 1:
         fn()
     times = []
@@ -42,6 +59,7 @@ def timed(fn, repeat=1):
 def timed_alternately(fns, repeat):
     """Median of `repeat` calls of each function, called in turn (after one warm-up call each), so
     that a change in the machine's speed during the run affects them alike."""
+    fns = [synchronized(fn) for fn in fns]
     for fn in fns:
         fn()
     times = [[] for _ in fns]
@@ -76,7 +94,9 @@ def load(dataset, data_dir):
     return loader, graph
 
 
-def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowalla_steps, compile_step, impl, queue):
+def run_model(
+    dataset, model_name, threads, data_dir, eval_baseline_users, gowalla_steps, compile_step, impl, device, amp, queue
+):
     import numpy as np
     import torch
 
@@ -87,9 +107,14 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     from model.loss import bpr_loss
     from model.ngcf import NGCF
     from trainer.evaluation import evaluate, parse_metrics
+    from utils.device import configure_device, resolve_device
     from utils.util import keep_freed_memory
 
-    keep_freed_memory()  # as train.py does on the CPU; it helps the floor and the baselines alike
+    device = resolve_device(device)
+    on_cpu = device.type == "cpu"
+    if on_cpu:
+        keep_freed_memory()  # as train.py does on the CPU; it helps the floor and the baselines alike
+    configure_device(device)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     prep_s = timed(lambda: load(dataset, data_dir))
@@ -97,6 +122,8 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     ds = loader.dataset
 
     model = NGCF(ds, impl=impl) if model_name == "NGCF" else LightGCN(ds, n_layers=3, impl=impl)
+    model = model.to(device)
+    model.on_device(device)
     pairs = PairBatches(loader)
     reg = 1e-5 if model_name == "NGCF" else 1e-4
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as the shipped configs
@@ -105,8 +132,9 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     forward = torch.compile(model) if compile_step else model
 
     def step(forward=forward):
-        users, pos, neg = (torch.from_numpy(a) for a in pairs.sample(1024))
-        loss = bpr_loss(forward({"users": users, "pos_items": pos, "neg_items": neg}), 0, reg)
+        users, pos, neg = (torch.from_numpy(a).to(device, non_blocking=True) for a in pairs.sample(1024))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            loss = bpr_loss(forward({"users": users, "pos_items": pos, "neg_items": neg}), 0, reg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -125,12 +153,12 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
         epoch_note = f"{n_batches} steps, median of 5 epochs"
     metrics = parse_metrics(["recall@20", "ndcg@20", "precision@20", "hit@20"], METRICS)
     test = loader.split_test()
-    evaluate(model, test, metrics, "cpu")
-    peak_rss = peak_rss_mb()
+    evaluate(model, test, metrics, device)
+    peak_rss = peak_rss_mb() if on_cpu else torch.cuda.max_memory_allocated(device) / 2**20
 
     model.train()
     repeat = 9 if dataset == "gowalla" else 30
-    users, pos, neg = (torch.from_numpy(a) for a in pairs.sample(1024))
+    users, pos, neg = (torch.from_numpy(a).to(device) for a in pairs.sample(1024))
     batch_nodes = torch.cat([users, ds.n_users + pos, ds.n_users + neg])  # a batch's rows, for the floor
     steps = [step, floor.step_ops(model, model_name, batch_nodes)]
     if compile_step:  # the same step without torch.compile, timed in turn with it
@@ -140,22 +168,24 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
     model.eval()
     eval_s, eval_floor_s = timed_alternately(
         [
-            lambda: (model.train(False), evaluate(model, test, metrics, "cpu")),  # train(False): propagate again
+            lambda: (model.train(False), evaluate(model, test, metrics, device)),  # train(False): propagate again
             lambda: floor.evaluation(model, test),
         ],
         1 if dataset == "gowalla" else 5,
     )
 
-    prep_baseline_s = timed(lambda: baseline.prepare(dataset, data_dir))
-    model.train()
-    plain_adam = torch.optim.Adam(model.parameters(), lr=1e-3)  # the references' default Adam
-    step_baseline_s = timed(
-        lambda: baseline.step(model, model_name, loader.dataset.train, plain_adam, reg),
-        3 if dataset == "gowalla" else 10,
-    )
-    model.eval()
     sample = np.random.default_rng(0).choice(test.users, size=min(eval_baseline_users, len(test.users)), replace=False)
-    eval_baseline_s = timed(lambda: baseline.evaluate(model, test, sample)) * len(test.users) / len(sample)
+    prep_baseline_s = step_baseline_s = eval_baseline_s = float("nan")
+    if on_cpu:  # the plain reference-code ways, on the CPU as they were written
+        prep_baseline_s = timed(lambda: baseline.prepare(dataset, data_dir))
+        model.train()
+        plain_adam = torch.optim.Adam(model.parameters(), lr=1e-3)  # the references' default Adam
+        step_baseline_s = timed(
+            lambda: baseline.step(model, model_name, loader.dataset.train, plain_adam, reg),
+            3 if dataset == "gowalla" else 10,
+        )
+        model.eval()
+        eval_baseline_s = timed(lambda: baseline.evaluate(model, test, sample)) * len(test.users) / len(sample)
 
     figures = {
         "dataset": dataset,
@@ -176,6 +206,8 @@ def run_model(dataset, model_name, threads, data_dir, eval_baseline_users, gowal
         "peak_rss_mb": peak_rss,
         "impl": impl,
         "fused": bool(model.fused),
+        "device": device.type,
+        "amp": amp,
     }
     if compile_step:
         figures["step_eager_s"] = step_eager_s[0]
@@ -237,6 +269,8 @@ def main():
     parser.add_argument(
         "--impl", choices=("auto", "reference", "fused"), default="auto", help="the models' arch.args.impl"
     )
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--amp", choices=("off", "bf16"), default="off", help="bf16 autocast (CUDA)")
     parser.add_argument("--out", help="write the figures here as JSON")
     args = parser.parse_args()
 
@@ -255,6 +289,8 @@ def main():
                 args.gowalla_steps,
                 args.compile,
                 args.impl,
+                args.device,
+                args.amp,
                 queue,
             ),
         )

@@ -4,6 +4,7 @@ Shared by the graph models (NGCF, LightGCN). Nodes are numbered users first, the
 node u is user u, node n_users + i is item i.
 """
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -112,6 +113,10 @@ class SparseGraph(nn.Module):
         dense_bytes = self.shape[0] * self.shape[1] * self.values.element_size()
         if dense_bytes <= DENSE_FALLBACK_BYTES:
             self.storage = "dense"
+            # each entry's row, made once: repeat_interleave with tensor counts syncs with the host
+            counts = np.diff(self.crow.cpu().numpy())
+            rows = torch.from_numpy(np.repeat(np.arange(self.shape[0]), counts))
+            self.register_buffer("row", rows.to(self.col.device), persistent=False)
             return (
                 f"{torch.device(device).type} has no sparse CSR products: the {self.shape[0]} x {self.shape[1]} "
                 f"graph is kept dense on it ({dense_bytes / 2**20:.0f} MB)"
@@ -126,19 +131,20 @@ class SparseGraph(nn.Module):
         """L with these values (None: L itself), as the storage keeps it."""
         values = self.values if values is None else values
         if self.storage == "dense":
-            rows = torch.repeat_interleave(
-                torch.arange(self.shape[0], device=values.device), torch.diff(self.crow.long())
-            )
-            return values.new_zeros(self.shape).index_put_((rows, self.col.long()), values)
+            return values.new_zeros(self.shape).index_put_((self.row, self.col.long()), values)
         if self.storage == "host":
             return csr_tensor(self.crow.cpu(), self.col.cpu(), values.cpu(), self.shape)
         return csr_tensor(self.crow, self.col, values, self.shape)
 
     def forward(self, x, values=None):
         matrix = self.matrix(values)
-        if self.storage == "host":
-            return torch.mm(matrix, x.to("cpu", matrix.dtype)).to(x.device)
-        return torch.mm(matrix, x.to(matrix.dtype))  # the sparse product in the matrix's precision
+        # the product in the matrix's precision, float32, also under bf16 autocast (which would cast
+        # a sparse operand too); the dense products around it keep autocast's precision
+        autocast = torch.amp.is_autocast_available(x.device.type) and torch.is_autocast_enabled(x.device.type)
+        with torch.autocast(x.device.type, enabled=False) if autocast else contextlib.nullcontext():
+            if self.storage == "host":
+                return torch.mm(matrix, x.to("cpu", matrix.dtype)).to(x.device)
+            return torch.mm(matrix, x.to(matrix.dtype))
 
     def transposed_values(self, values):
         """The values of Lᵀ in its CSR order, for L with these values."""

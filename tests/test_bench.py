@@ -41,6 +41,8 @@ FIGURES = {
     "peak_rss_mb": float,
     "impl": str,
     "fused": bool,
+    "device": str,
+    "amp": str,
 }
 
 
@@ -76,6 +78,7 @@ def test_benchmark_writes_every_figure(tmp_path):
             assert isinstance(r[key], kind), key
         assert r["dataset"] == "ml-100k" and r["threads"] == 1 and r["eval_baseline_users"] == 10
         assert r["compiled"] is False and r["impl"] == "auto" and r["fused"] is True  # the CPU takes the kernels
+        assert r["device"] == "cpu" and r["amp"] == "off"
         for key in FIGURES:
             if key.endswith("_s") or key == "peak_rss_mb":
                 assert math.isfinite(r[key]) and r[key] > 0, key

@@ -1,5 +1,7 @@
 """The recommender trainer: one training step for every way a model learns, full-ranking validation."""
 
+import contextlib
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -78,7 +80,7 @@ class Trainer(BaseTrainer):
 
     def _loss(self, batch):
         """The model's output for one batch and its loss, both checked against the contract."""
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext():
             try:
                 output = self.model(batch)
                 loss = self.criterion(output, self.step)
