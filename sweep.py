@@ -1,8 +1,10 @@
 """A local hyperparameter grid, no server needed: python sweep.py configs/sweep.json
 
 Runs train.py once per combination of the grid (sequentially, through the same --set overrides
-a user would type), then writes one table: each run's settings, its best monitored figure and
-epoch, and its wall time. The sweep file:
+a user would type), shows a progress bar and one line per finished run, and rewrites one table
+after every run: each run's settings, its best monitored figure and epoch, its wall time and
+status. Ctrl-C stops cleanly with the table so far; `--resume` runs only what is not done yet.
+The sweep file:
 
     {"config": "config.json",                       the base experiment
      "grid": {"optimizer.args.lr": [0.0005, 0.001], every combination of these
@@ -12,70 +14,130 @@ epoch, and its wall time. The sweep file:
      "out": "saved/sweeps/ngcf.csv"}
 """
 
+import argparse
 import itertools
 import json
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from utils.errors import ConfigError
+from utils.files import read_jsonl, write_atomic
 from utils.util import read_json
 
 ROOT = Path(__file__).resolve().parent
 
 
-def run_sweep(sweep_path):
+def read_sweep(sweep_path):
     sweep = read_json(sweep_path)
     for key in ("config", "grid", "metric", "out"):
         if key not in sweep:
             raise ConfigError(f"{sweep_path}: missing '{key}' (see python sweep.py --help)")
+    if not isinstance(sweep["grid"], dict) or not all(isinstance(v, list) and v for v in sweep["grid"].values()):
+        raise ConfigError(f"{sweep_path}: grid: expected {{config key: [values, ...]}}")
+    return sweep
+
+
+def run_one(sweep, sweep_path, index, settings, base):
+    """Train one combination; its row of the table."""
+    run_id = f"sweep-{Path(sweep_path).stem}-{index}"
+    overrides = {**sweep.get("set", {}), **settings}
+    command = [sys.executable, str(ROOT / "train.py"), "-c", sweep["config"], "--run-id", run_id]
+    for key, value in overrides.items():
+        command += ["--set", f"{key}={json.dumps(value)}"]
+    started = time.perf_counter()
+    # its own process group: the sweep, not the run, takes the Ctrl-C (and then ends the run)
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, stderr = process.communicate()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        process.wait()
+        raise
+    seconds = time.perf_counter() - started
+    save_dir = Path(overrides.get("trainer.save_dir", base["trainer"]["save_dir"]))
+    metrics = save_dir / "models" / base["name"] / run_id / "metrics.jsonl"
+    history = read_jsonl(metrics) if metrics.is_file() else []
+    best = max(history, key=lambda h: h.get(sweep["metric"], float("-inf")), default={})
+    status = "ok" if process.returncode == 0 else (stderr.strip().splitlines() or [f"exit {process.returncode}"])[-1]
+    return {
+        **settings,
+        sweep["metric"]: best.get(sweep["metric"]),
+        "best_epoch": best.get("epoch"),
+        "epochs_run": len(history),
+        "seconds": round(seconds, 1),
+        "run_id": run_id,
+        "status": status,
+    }
+
+
+def write_table(rows, sweep, out):
+    table = pd.DataFrame(rows).sort_values(sweep["metric"], ascending=False, na_position="last")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, lambda f: table.to_csv(f, index=False), binary=False)
+    return table
+
+
+def run_sweep(sweep_path, resume=False):
+    sweep = read_sweep(sweep_path)
     base = read_json(sweep["config"])
     keys = list(sweep["grid"])
-    rows = []
-    for index, values in enumerate(itertools.product(*(sweep["grid"][k] for k in keys))):
-        settings = dict(zip(keys, values))
-        run_id = f"sweep-{Path(sweep_path).stem}-{index}"
-        overrides = {**sweep.get("set", {}), **settings}
-        command = [sys.executable, str(ROOT / "train.py"), "-c", sweep["config"], "--run-id", run_id]
-        for key, value in overrides.items():
-            command += ["--set", f"{key}={json.dumps(value)}"]
-        started = time.perf_counter()
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        seconds = time.perf_counter() - started
-        save_dir = Path(overrides.get("trainer.save_dir", base["trainer"]["save_dir"]))
-        metrics = save_dir / "models" / base["name"] / run_id / "metrics.jsonl"
-        history = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.is_file() else []
-        best = max(history, key=lambda h: h.get(sweep["metric"], float("-inf")), default={})
-        rows.append(
-            {
-                **settings,
-                sweep["metric"]: best.get(sweep["metric"]),
-                "best_epoch": best.get("epoch"),
-                "epochs_run": len(history),
-                "seconds": round(seconds, 1),
-                "run_id": run_id,
-                "status": "ok" if result.returncode == 0 else result.stderr.strip().splitlines()[-1],
-            }
-        )
-        print(f"[{index + 1}] {settings} -> {sweep['metric']} = {rows[-1][sweep['metric']]}", flush=True)
-    table = pd.DataFrame(rows).sort_values(sweep["metric"], ascending=False, na_position="last")
+    grid = [dict(zip(keys, values)) for values in itertools.product(*(sweep["grid"][k] for k in keys))]
     out = Path(sweep["out"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    rows = []
+    if resume and out.is_file():  # keep the finished runs, run the rest
+        rows = [r for r in pd.read_csv(out).to_dict("records") if r.get("status") == "ok"]
+    done = {r["run_id"] for r in rows}
+    bar = tqdm(total=len(grid), initial=len(done), desc="sweep", unit="run", dynamic_ncols=True)
+    try:
+        for index, settings in enumerate(grid):
+            run_id = f"sweep-{Path(sweep_path).stem}-{index}"
+            if run_id in done:
+                continue
+            row = run_one(sweep, sweep_path, index, settings, base)
+            rows.append(row)
+            write_table(rows, sweep, out)
+            bar.update()
+            bar.write(
+                f"[{index + 1}/{len(grid)}] {settings} -> {sweep['metric']} = {row[sweep['metric']]} ({row['status']})"
+            )
+    except KeyboardInterrupt:
+        bar.close()
+        if rows:
+            write_table(rows, sweep, out)
+        print(
+            f"\ninterrupted: {len(rows)} of {len(grid)} runs in {out}; go on with:\n"
+            f"    python sweep.py {sweep_path} --resume",
+            file=sys.stderr,
+        )
+        return None
+    bar.close()
+    table = write_table(rows, sweep, out)
     print(table.to_string(index=False))
     print(f"written to {out}")
     return table
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
-        print(__doc__)
-        sys.exit(0 if len(sys.argv) == 2 else 2)
+def main(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("sweep", help="the sweep file (JSON)")
+    parser.add_argument("--resume", action="store_true", help="keep the finished runs of the table; run the rest")
+    args = parser.parse_args(argv)
     try:
-        run_sweep(sys.argv[1])
+        return 0 if run_sweep(args.sweep, args.resume) is not None else 130
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
