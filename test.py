@@ -19,7 +19,7 @@ from data_loader import DATA_LOADERS
 from logger.logger import close_logging, get_logger, setup_logging
 from model import METRICS, MODELS
 from trainer.evaluation import checked_scores, evaluate, parse_metrics, rank_out, top_k_items
-from utils.checkpoint import load_checkpoint, load_weights
+from utils.checkpoint import check_data, load_checkpoint, load_weights
 from utils.cli import run_main
 from utils.device import resolve_device
 from utils.errors import ConfigError, DataError
@@ -97,7 +97,11 @@ def main(args):
         raise ConfigError("-r: the checkpoint path is empty (give a checkpoint file such as model_best.pth)")
     checkpoint = load_checkpoint(args.resume)
     config = ConfigParser.from_args(args, checkpoint_config=checkpoint["config"], for_training=False)
-    figures_path = check_output_file(Path(args.resume).parent / f"{args.split}_metrics.json", "-r")
+    figures_path = Path(args.resume).parent / f"{args.split}_metrics.json"
+    try:
+        check_output_file(figures_path, "-r")
+    except ConfigError:
+        figures_path = None  # a read-only checkpoint folder: the figures are printed, not written
     if args.topk_out:
         check_output_file(args.topk_out, "--topk-out")
     device = resolve_device(args.device)
@@ -109,6 +113,9 @@ def main(args):
 
     data = config.init_obj("data_loader", DATA_LOADERS, seed=config["seed"])
     logger.info(f"Data: {data.dataset.summary()}")
+    check_data(
+        checkpoint, data.fingerprint(), args.resume, any(s.startswith("data_loader.") for s in args.set or []), logger
+    )
     model = config.init_obj("arch", MODELS, dataset=data.dataset)
     load_weights(model, checkpoint, args.resume)  # a fitted model's state comes from the checkpoint
     model = model.to(device).eval()
@@ -129,8 +136,11 @@ def main(args):
     logger.info(f"{args.split} metrics (epoch {checkpoint['epoch']}, {len(loader.users)} users, {protocol}):")
     for name, value in figures.items():
         logger.info(f"    {name:15s}: {value:.5f}")
-    write_json(figures, figures_path)
-    logger.info(f"Written to {figures_path}")
+    if figures_path is None:
+        logger.warning(f"{Path(args.resume).parent} cannot be written: the figures above are not saved to a file")
+    else:
+        write_json(figures, figures_path)
+        logger.info(f"Written to {figures_path}")
 
     if args.topk_out:
         rows = export_topk(model, data.dataset, args.k, args.topk_out, device)

@@ -17,15 +17,15 @@ from base.base_trainer import TrainingError
 from data_loader import DATA_LOADERS
 from logger.logger import attach_log_file, close_log_files, close_logging, get_logger, setup_logging
 from logger.plot import plot_history
-from logger.wandb_writer import WandbWriter
+from logger.wandb_writer import WandbWriter, check_wandb
 from model import LOSSES, METRICS, MODELS
 from trainer import TRAINERS
 from trainer.evaluation import parse_metrics
 from utils import distributed
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import check_data, load_checkpoint
 from utils.cli import LR_SCHEDULERS, OPTIMIZERS, check_scheduler, listing, run_main
 from utils.device import configure_device, resolve_device
-from utils.errors import ConfigError
+from utils.errors import ConfigError, RunFolderError
 from utils.files import write_json
 from utils.memory import check_model_memory
 from utils.parse_config import ConfigParser, validate
@@ -85,6 +85,7 @@ def check_names(config):
         check_scheduler(config.check_obj("lr_scheduler", LR_SCHEDULERS, None)[0])
     config.check_obj("trainer", TRAINERS, *[None] * 4, config=config, device=None, data_loader=None)
     parse_metrics(config["metrics"], METRICS)
+    check_wandb(config["wandb"]["mode"])
 
 
 def locate_checkpoint(args):
@@ -120,6 +121,11 @@ def plan_run(config, args, checkpoint):
     if not on_command_line:
         save_dir = str(origin[0]) if origin is not None else "saved/"
     return RunFolder(save_dir, name, args.run_id or default_run_id()), False
+
+
+def changes_data(args):
+    """Whether the command line changes how the data is prepared (data_loader.* with --set)."""
+    return any(s.startswith("data_loader.") for s in args.set or [])
 
 
 def build_model(config, data, device, checkpoint, logger):
@@ -170,6 +176,8 @@ def main(args):
     # its state here. Nothing is written before all of it has worked.
     data = config.init_obj("data_loader", DATA_LOADERS, seed=config["seed"])
     logger.info(f"Data: {data.dataset.summary()}")
+    if checkpoint is not None:
+        check_data(checkpoint, data.fingerprint(), args.resume, changes_data(args), logger)
     valid = data.split_validation()
     if world_size > 1:  # each rank: its own batches, its share of the evaluation users
         data.distribute(rank, world_size, config["seed"])
@@ -232,6 +240,8 @@ def main(args):
         try:
             trainer.train()
             exit_code = 0
+        except OSError as e:  # a full disk or a vanished folder: what could be saved is said in the log
+            raise RunFolderError(f"writing in {run.path} failed ({e.strerror or e}); {trainer.saved_note}") from None
         finally:
             finished = trainer.saved_anything()
             writer.finish(exit_code)

@@ -3,6 +3,7 @@ generator every training batch is drawn from; evaluation batches come from `spli
 `split_test`. How a model's training batches are cut is not its business (data_loader/batching.py).
 """
 
+import hashlib
 from abc import ABC, abstractmethod
 from typing import NamedTuple
 
@@ -142,8 +143,23 @@ class BaseDataLoader(ABC):
         """Evaluation loader over the test split; training and validation items are excluded."""
         return self._eval_loader(self.dataset.test, (self.dataset.train + self.dataset.valid).tocsr(), 2)
 
+    def fingerprint(self):
+        """A digest of the prepared data set: its sizes and the three splits' interactions. A
+        checkpoint keeps it, so that resuming or testing on other data is noticed."""
+        ds = self.dataset
+        digest = hashlib.sha256(f"{ds.n_users} {ds.n_items}".encode())
+        for matrix in (ds.train, ds.valid, ds.test):
+            digest.update(np.ascontiguousarray(matrix.indptr, dtype=np.int64).tobytes())
+            digest.update(np.ascontiguousarray(matrix.indices, dtype=np.int64).tobytes())
+        return digest.hexdigest()[:16]
+
     def state_dict(self):
         return {"bit_generator": self.rng.bit_generator.state}
 
     def load_state_dict(self, state):
-        self.rng.bit_generator.state = state["bit_generator"]
+        from utils.errors import CheckpointError
+
+        try:
+            self.rng.bit_generator.state = state["bit_generator"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"the checkpoint's batch generator state cannot be restored ({e})") from None

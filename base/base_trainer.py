@@ -56,6 +56,7 @@ class BaseTrainer(ABC):
         self.saved_epochs = []
         self.resumed_from = None  # the checkpoint's epoch when this run continues one
         self._wrote = False  # whether this run has saved a checkpoint or a metrics line
+        self.saved_note = "nothing of this run could be saved"
         if self.mnt_mode == "off":
             self.logger.info("trainer.monitor is off: no model selection; model_best.pth will be the last epoch")
         if checkpoint is not None:
@@ -115,8 +116,10 @@ class BaseTrainer(ABC):
         except KeyboardInterrupt:
             self._save_on_interrupt(epoch)
             raise
-        except OSError as e:  # a full disk or a vanished folder while writing: keep what can be kept
+        except (OSError, CheckpointError) as e:  # a full disk or a vanished folder: keep what can be kept
             self._save_on_failure(epoch, e)
+            if isinstance(e, CheckpointError):
+                raise CheckpointError(f"{e}; {self.saved_note}") from None
             raise
         if self.mnt_mode == "off" and epoch >= self.start_epoch:
             self._save_checkpoint(epoch, best=True)
@@ -184,6 +187,8 @@ class BaseTrainer(ABC):
         path = self.checkpoint_dir / f"checkpoint-epoch{self._finished['epoch']}.pth"
         try:
             save_checkpoint(self._finished, path)
+            self._wrote = True
+            self.saved_note = f"epoch {self._finished['epoch']} is saved; resume with: python train.py -r {path}"
             self.logger.error(f"Writing failed ({error}); epoch {self._finished['epoch']} is saved in {path}")
         except (OSError, CheckpointError) as again:
             self.logger.error(
@@ -244,10 +249,13 @@ class BaseTrainer(ABC):
                 self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
             except (ValueError, KeyError, TypeError) as e:
                 raise CheckpointError(f"{path}: the lr_scheduler state does not fit lr_scheduler.type ({e})") from None
+        if checkpoint.get("rng") is None:
+            raise CheckpointError(f"{path}: holds no random state ('rng'), so training cannot continue from it exactly")
         self.resumed_from = checkpoint["epoch"]
         self.start_epoch = checkpoint["epoch"] + 1
         self.step = checkpoint.get("step", 0)
-        self.mnt_best, self.best_epoch = checkpoint["monitor_best"], checkpoint["best_epoch"]
+        self.mnt_best = checkpoint.get("monitor_best", self.mnt_best)
+        self.best_epoch = checkpoint.get("best_epoch", 0)
         states = checkpoint["rng"]
         set_rng_state(self._for_this_rank(states, "random state"))
         if len(states) != distributed.world_size():

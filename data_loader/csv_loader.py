@@ -11,11 +11,18 @@ from data_loader.preparation import integral_ids, preparation_args, prepare
 from utils.errors import ConfigError, DataError
 
 
-def _not_text(path, encoding, error):
-    line = error.object[: error.start].count(b"\n") + 1
+def _not_text(path, encoding):
+    """The DataError for a file that is not `encoding` text, naming the line of the first bad byte."""
+    raw = path.read_bytes()
+    try:
+        raw.decode(encoding)
+        where, byte = "", ""
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        where, byte = f":{line}", f" (byte 0x{raw[e.start]:02x})"
     return DataError(
-        f"{path}:{line}: not {encoding} text (byte 0x{error.object[error.start]:02x}); give the file's encoding "
-        'as data_loader.args.encoding (e.g. "latin-1")'
+        f"{path}{where}: not {encoding} text{byte}; give the file's encoding as data_loader.args.encoding "
+        '(e.g. "latin-1")'
     )
 
 
@@ -26,8 +33,8 @@ def read_interactions(path, sep, user_col, item_col, rating_col, time_col, encod
         raise DataError(f"data_loader.args.path: {path} not found")
     try:
         header = pd.read_csv(path, sep=sep, nrows=0, encoding=encoding).columns.tolist()
-    except UnicodeDecodeError as e:
-        raise _not_text(path, encoding, e) from None
+    except UnicodeDecodeError:
+        raise _not_text(path, encoding) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: cannot read a header row ({e})") from None
     except LookupError:
@@ -43,8 +50,8 @@ def read_interactions(path, sep, user_col, item_col, rating_col, time_col, encod
     try:
         # every column is read (not usecols): then a line with too many fields is an error, not misread
         frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, index_col=False, encoding=encoding)
-    except UnicodeDecodeError as e:
-        raise _not_text(path, encoding, e) from None
+    except UnicodeDecodeError:
+        raise _not_text(path, encoding) from None
     except pd.errors.ParserError as e:
         raise DataError(f"{path}: {e}") from None
     frame = frame.rename(columns={column: role for role, column in columns.items()})[list(columns)]

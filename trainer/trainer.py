@@ -39,6 +39,7 @@ class Trainer(BaseTrainer):
         sync_every="auto",
     ):
         self.data_loader, self.valid_data_loader = data_loader, valid_data_loader
+        self.data_fingerprint = data_loader.fingerprint() if data_loader is not None else None
         module = getattr(model, "module", model)
         self.batches = module.train_batches(data_loader) if data_loader is not None else ()
         super().__init__(model, criterion, metric_ftns, optimizer, config, device, lr_scheduler, writer, checkpoint)
@@ -178,7 +179,10 @@ class Trainer(BaseTrainer):
         bar.set_postfix(loss=f"{self._last / (last - first + 1):.4f}", refresh=False)
 
     def _extra_state(self):
-        return {"data_loader": distributed.gather(self.data_loader.state_dict())}  # one per rank
+        return {
+            "data_loader": distributed.gather(self.data_loader.state_dict()),  # one per rank
+            "data_fingerprint": self.data_fingerprint,
+        }
 
     def _load_extra_state(self, state):
         states = state.get("data_loader")

@@ -114,6 +114,25 @@ def load_weights(model, checkpoint, path):
         raise CheckpointError(f"{path}: the weights do not fit the configured model ({detail})") from None
 
 
+def check_data(checkpoint, fingerprint, path, deliberate, logger):
+    """The checkpoint was trained on this data set (the same prepared splits). With `deliberate`
+    (the user changed data_loader.* on the command line) a difference is a warning, else an error."""
+    saved = checkpoint.get("data_fingerprint")
+    if saved is None or saved == fingerprint:
+        return
+    message = (
+        f"{path} was trained on other data than this config prepares (another file, split or filter: "
+        f"data fingerprint {saved}, now {fingerprint})"
+    )
+    if deliberate:
+        logger.warning(f"{message}; going on, as --set data_loader.* asked")
+        return
+    raise CheckpointError(
+        f"{message}; its held-out items may be training items here. Give the data the checkpoint was "
+        "trained on, or change data_loader.* with --set to go on on purpose"
+    )
+
+
 def rng_state():
     """The random state of Python, NumPy's global generator and torch, as plain data and tensors."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()

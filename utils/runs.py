@@ -73,7 +73,7 @@ def is_live(folder):
 
 def default_run_id():
     """A timestamp and a random suffix: two runs started in the same second get different folders."""
-    return f"{datetime.now().strftime('%m%d_%H%M%S')}_{secrets.token_hex(2)}"
+    return f"{datetime.now().strftime('%m%d_%H%M%S')}_{secrets.token_hex(3)}"
 
 
 class RunFolder:
