@@ -1,10 +1,12 @@
 """Start a new project from this template: python new_project.py ../my_project
 
-Copies the code, configs and tests, without runs, data, caches or git history; then
-`cd ../my_project && git init`.
+Copies what the template is made of — in a git checkout, the files git tracks (`git ls-files`),
+so your runs, data, caches, exports and scratch files stay behind; elsewhere, everything but those
+(the patterns below). Then `cd ../my_project && git init`.
 """
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,8 +23,18 @@ IGNORE = shutil.ignore_patterns(
     ".ruff_cache",
     ".hypothesis",
     "*.pth",
+    "*.csv",
     "results*.json",
 )
+
+
+def tracked_files(source):
+    """The files git tracks in `source`, or None when it is not a git checkout (or git is missing)."""
+    try:
+        result = subprocess.run(["git", "ls-files", "-z"], cwd=source, capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return [name for name in result.stdout.decode().split("\0") if name]
 
 
 def main(argv):
@@ -33,8 +45,18 @@ def main(argv):
     if target.exists():
         print(f"error: {target} already exists; choose a new folder", file=sys.stderr)
         return 2
-    shutil.copytree(source, target, ignore=IGNORE)
-    print(f"New project in {target}. Next: cd {target} && git init")
+    files = tracked_files(source)
+    if files is None:
+        shutil.copytree(source, target, ignore=IGNORE)
+    else:
+        for name in files:
+            if (source / name).is_file():  # a tracked file deleted in the work tree is not copied
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source / name, target / name)
+    print(
+        f"New project in {target} ({'the files git tracks' if files is not None else 'the template files'}). "
+        f"Next: cd {target} && git init"
+    )
     return 0
 
 

@@ -149,6 +149,7 @@ def main(args):
         return
     checkpoint = locate_checkpoint(args)
     config = ConfigParser.from_args(args, checkpoint_config=checkpoint["config"] if checkpoint else None)
+    config.fine_tune = checkpoint is not None and args.config is not None  # the new config's optimizer settings
     resolve_device(args.device)  # only to reject a missing device now; each rank resolves its own below
     check_names(config)
     run, continuing = plan_run(config, args, checkpoint)

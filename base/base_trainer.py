@@ -240,10 +240,14 @@ class BaseTrainer(ABC):
         self.logger.info(f"Resuming from checkpoint: {path} ...")
         load_weights(self.module, checkpoint, path)
         if self.optimizer is not None and checkpoint.get("optimizer") is not None:
+            configured = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
             try:
                 self.optimizer.load_state_dict(checkpoint["optimizer"])
             except (ValueError, KeyError, TypeError) as e:
                 raise CheckpointError(f"{path}: the optimizer state does not fit optimizer.type ({e})") from None
+            if getattr(self.config, "fine_tune", False):  # -c beside -r: the new config's lr and the rest
+                for group, settings in zip(self.optimizer.param_groups, configured):
+                    group.update(settings)
         if self.lr_scheduler is not None and checkpoint.get("lr_scheduler") is not None:
             try:
                 self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
