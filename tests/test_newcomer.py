@@ -182,3 +182,80 @@ def test_an_interrupted_sweep_keeps_its_table_and_resumes(tmp_path, tiny_data):
     assert sorted(table["optimizer.args.lr"]) == [0.001, 0.002, 0.003, 0.004] and (table["status"] == "ok").sum() >= 3
     history = read_jsonl(tmp_path / "saved" / "models" / config["name"] / "sweep-sweep-3" / "metrics.jsonl")
     assert history
+
+
+def readme_section(title):
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
+
+
+def code_blocks(section):
+    """(language, lines) of each fenced block of a README section."""
+    blocks, inside = [], None
+    for line in section.splitlines():
+        if line.startswith("```"):
+            if inside is None:
+                inside = (line[3:].strip(), [])
+            else:
+                blocks.append(inside)
+                inside = None
+        elif inside is not None:
+            inside[1].append(line)
+    return blocks
+
+
+def project_copy(tmp_path):
+    """The project's tracked files in a new folder, with a small MovieLens-100K in its data/."""
+    from conftest import write_movielens_100k
+
+    project = tmp_path / "project"
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in tracked:
+        if (ROOT / name).is_file():
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / name, project / name)
+    write_movielens_100k(project / "data")
+    return project
+
+
+def shell(command, cwd):
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": ""}
+    return subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.mark.slow
+def test_the_adding_a_model_recipe_works_as_written(tmp_path):
+    project = project_copy(tmp_path)
+    blocks = code_blocks(readme_section("Adding a model"))
+    files = [lines for language, lines in blocks if language == "python" and lines[0].startswith("# ")]
+    assert [lines[0] for lines in files] == ["# model/biased_mf.py", "# tests/test_biased_mf.py"]
+    for lines in files:
+        (project / lines[0][2:]).write_text("\n".join(lines[1:]) + "\n")
+    (change,) = [json.loads("\n".join(lines)) for language, lines in blocks if language == "json"]
+    (commands,) = [lines for language, lines in blocks if language == "bash"]
+    for line in commands:
+        command = line.split("  #")[0].strip()
+        result = shell(command, project)
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+        if command.startswith("cp "):  # "then change name and arch as above"
+            path = project / "configs" / "biased_mf_ml100k.json"
+            path.write_text(json.dumps({**json.loads(path.read_text()), **change}, indent=4))
+        if "--list" in command:
+            assert "BiasedMF" in result.stdout
+    (metrics,) = (project / "saved" / "models" / "BiasedMF_ml-100k").glob("*/metrics.jsonl")
+    assert [h["epoch"] for h in read_jsonl(metrics)] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+def test_every_everyday_use_command_runs_in_order(tmp_path):
+    project = project_copy(tmp_path)
+    ((_, commands),) = [block for block in code_blocks(readme_section("Everyday use")) if block[0] == "bash"]
+    for line in commands:
+        command = line.split("  #")[0].strip()
+        result = shell(command, project)
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+    runs = project / "saved" / "models" / "NGCF_ml-100k"
+    assert (runs / "baseline" / "checkpoint-epoch30.pth").is_file() and (project / "recs.csv").is_file()
+    assert json.loads((runs / "tuned" / "config.json").read_text())["_parent"]["checkpoint"].endswith("model_best.pth")
