@@ -44,7 +44,6 @@ def test_an_interrupt_or_an_error_before_the_first_epoch_leaves_nothing(tmp_path
         raise KeyboardInterrupt  # Ctrl-C in the middle of epoch 1
 
     monkeypatch.setattr(train.TRAINERS["Trainer"], "_train_step", interrupted)
-    monkeypatch.setattr(train.TRAINERS["Trainer"], "_backward_and_step", interrupted)
     result = run("train.py", "-c", path)
     assert result.returncode == 130 and "no epoch has finished" in result.stdout
     assert not (tmp_path / "saved").exists()  # no folder with a lone config.json

@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from base.base_trainer import BaseTrainer, TrainingError
 from trainer.evaluation import evaluate
-from utils import distributed
+from utils import checks, distributed
 from utils.errors import ConfigError, ContractError
 
 
@@ -45,10 +45,8 @@ class Trainer(BaseTrainer):
         super().__init__(model, criterion, metric_ftns, optimizer, config, device, lr_scheduler, writer, checkpoint)
         if valid_data_loader is None:
             self.disable_monitor("No validation split (valid_fraction = 0)")
-        if sync_every != "auto" and not (isinstance(sync_every, int) and not isinstance(sync_every, bool)):
-            raise ConfigError(f"trainer.args.sync_every: expected 'auto' or a positive integer, got {sync_every!r}")
-        if sync_every != "auto" and sync_every < 1:
-            raise ConfigError(f"trainer.args.sync_every: expected 'auto' or a positive integer, got {sync_every}")
+        if sync_every != "auto" and not (checks.is_int(sync_every) and sync_every >= 1):
+            checks.fail("trainer.args.sync_every", "'auto' or a positive integer", sync_every)
         device_type = getattr(device, "type", "cpu")
         self.sync_every = (1 if device_type == "cpu" else 50) if sync_every == "auto" else sync_every
         amp = config["trainer"].get("amp", "off")
@@ -95,14 +93,18 @@ class Trainer(BaseTrainer):
             )
         return loss
 
-    def _train_step(self, batch):
-        """One optimizer step on one batch; returns the loss, detached, on the training device."""
+    def _train_step(self, batch, window, check=None):
+        """One optimizer step on one batch, the same for every paradigm: the batch to the device,
+        the model's output and loss under autocast (checked against the contract), the loss added
+        to `window` (a device tensor: no wait for the device), then — when `check` = (epoch, first
+        batch, this batch) says the window is due — the window read on the host, all-reduced over
+        the ranks, and a loss that is not finite stopping the run before this batch's update; then
+        backward and the optimizer's step. Returns the window's mean loss when it was read, else None."""
         loss = self._loss(self._to_device(batch))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.step += 1
-        return loss.detach()
+        window += self._stats(loss)
+        mean = None if check is None else self._check(window, *check)
+        self._backward_and_step(loss)
+        return mean
 
     def _train_epoch(self, epoch):
         self.model.train()
@@ -128,24 +130,17 @@ class Trainer(BaseTrainer):
             disable=None if self.is_main else True,
         )
         n = len(self.batches)
-        total, steps = 0.0, 0
+        total, steps, first = 0.0, 0, 0
         # [sum of the window's losses, how many of them were not finite], kept on the device: read
-        # every sync_every steps, and all-reduced then under torchrun so that every rank stops together.
+        # every sync_every steps (every step on the CPU, so a NaN never reaches the weights there).
         window = torch.zeros(2, dtype=torch.float64, device=self.device)
-        first = 0
         for index, batch in enumerate(bar):
-            if self.sync_every == 1:  # checked before the step: a NaN never reaches the weights
-                loss = self._loss(self._to_device(batch))
-                self._check(self._stats(loss), epoch, index, index, bar)
-                self._backward_and_step(loss)
-                total += self._last
-                steps += 1
-                continue
-            window += self._stats(self._train_step(batch))
-            if (index + 1) % self.sync_every == 0 or index == n - 1:
-                self._check(window, epoch, first, index, bar)
-                total += self._last
+            due = (index + 1) % self.sync_every == 0 or index == n - 1
+            mean = self._train_step(batch, window, (epoch, first, index) if due else None)
+            if due:
+                total += mean * (index - first + 1)
                 steps += index - first + 1
+                bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
                 window.zero_()
                 first = index + 1
         bar.close()
@@ -162,12 +157,9 @@ class Trainer(BaseTrainer):
         self.optimizer.step()
         self.step += 1
 
-    def _check(self, window, epoch, first, last, bar):
-        """Read the window's losses (summed over the ranks); stop on a loss that is not finite.
-        Sets self._last to the window's loss sum, averaged over the ranks."""
-        window = distributed.all_reduce_sum(window.clone())
-        loss_sum, bad = self._read(window)
-        world = distributed.world_size()
+    def _check(self, window, epoch, first, last):
+        """The window's mean loss over its steps and the ranks; a TrainingError when one was not finite."""
+        loss_sum, bad = self._read(distributed.all_reduce_sum(window.clone()))
         if bad:
             where = f"batch {first}" if first == last else f"batches {first}-{last}"
             before = " before its optimizer step" if first == last else ""
@@ -175,8 +167,7 @@ class Trainer(BaseTrainer):
                 f"epoch {epoch}, {where}: the loss is {'nan' if loss_sum != loss_sum else loss_sum}{before}; stopped "
                 "without saving (the last good checkpoint is kept). Try a lower learning rate."
             )
-        self._last = loss_sum / world
-        bar.set_postfix(loss=f"{self._last / (last - first + 1):.4f}", refresh=False)
+        return loss_sum / distributed.world_size() / (last - first + 1)
 
     def _extra_state(self):
         return {

@@ -12,19 +12,19 @@ class PairScores(torch.autograd.Function):
     cat + split + products makes two (3B, D) concatenations and a copy of every layer's slice."""
 
     @staticmethod
-    def forward(ctx, batch, *layers):
-        ctx.batch = batch
+    def forward(ctx, batch_size, *layers):
+        ctx.batch_size = batch_size
         ctx.save_for_backward(*layers)
         scores = None
         for layer in layers:
-            u, pn = layer.reshape(3, batch, -1)[0], layer.reshape(3, batch, -1)[1:]  # (B, d), (2, B, d)
+            u, pn = layer.reshape(3, batch_size, -1)[0], layer.reshape(3, batch_size, -1)[1:]  # (B, d), (2, B, d)
             layer_scores = torch.mul(pn, u).sum(dim=2)  # (2, B): u·p, u·n
             scores = layer_scores if scores is None else scores.add_(layer_scores)
         return scores[0], scores[1]
 
     @staticmethod
     def backward(ctx, g_pos, g_neg):
-        batch = ctx.batch
+        batch = ctx.batch_size
         g = torch.stack([g_pos, g_neg]).unsqueeze(2)  # (2, B, 1)
         grads = []
         for layer in ctx.saved_tensors:
@@ -36,7 +36,7 @@ class PairScores(torch.autograd.Function):
         return (None, *grads)
 
 
-def pair_scores(batch, layers):
+def pair_scores(batch_size, layers):
     """(pos, neg), each (B,): e_u*ᵀ e_p* and e_u*ᵀ e_n*, where e* concatenates `layers`, each (3B, d_l)
-    holding the rows of users, positives and negatives in that order (B = batch)."""
-    return PairScores.apply(batch, *layers)
+    holding the rows of users, positives and negatives in that order (B = batch_size)."""
+    return PairScores.apply(batch_size, *layers)
