@@ -105,7 +105,7 @@ def main(args):
     if args.topk_out:
         check_output_file(args.topk_out, "--topk-out")
     device = resolve_device(args.device)
-    setup_logging(None, console=True)
+    setup_logging(None, buffer=False)  # the console only: an evaluation keeps no log file
     set_threads(args.threads or config["trainer"].get("threads", "auto"))
     if device.type == "cpu":
         keep_freed_memory()

@@ -214,17 +214,17 @@ def main(args):
     )
 
     # Act: the run folder (created exclusively, locked), its config, the log file and tracking.
-    if rank == 0:
-        run.continue_() if continuing else run.create(fixed_id=args.run_id is not None)
-        resolved = dict(config.config)
-        if checkpoint is not None and not continuing:  # a new run that starts from another's checkpoint
-            resolved["_parent"] = {"checkpoint": str(args.resume), "epoch": checkpoint["epoch"]}
-            config.config = resolved
-        write_json(resolved, run.path / "config.json")
-        attach_log_file(run.log_dir)
-    logger.info(f"Run folder: {run.path}")
     finished = False
     try:
+        if rank == 0:
+            run.continue_() if continuing else run.create(fixed_id=args.run_id is not None)
+            resolved = dict(config.config)
+            if checkpoint is not None and not continuing:  # a new run that starts from another's checkpoint
+                resolved["_parent"] = {"checkpoint": str(args.resume), "epoch": checkpoint["epoch"]}
+                config.config = resolved
+            write_json(resolved, run.path / "config.json")
+            attach_log_file(run.log_dir)
+        logger.info(f"Run folder: {run.path}")
         wandb_cfg = config["wandb"]
         writer = WandbWriter(
             config.config,

@@ -1,9 +1,11 @@
 """The tables of bench/RESULTS.md, from the JSON files `python -m bench --out F.json` writes:
 
     python -m bench.results g1.json g2.json m1.json m2.json
+    python -m bench.results previous=old.json current=new.json
 
 prints a Markdown table of the figures and one of the ratios, a row per (file, model), in the
-order given. Times are seconds.
+order given; a file given as LABEL=FILE has LABEL in a `code` column (e.g. two versions of the
+code timed one after the other). Times are seconds.
 """
 
 import json
@@ -25,7 +27,9 @@ def _ratio(a, b, digits):
 
 
 def tables(results):
-    figures = [
+    labelled = any("label" in r for r in results)
+    figures = [("label", "code", None)] if labelled else []
+    figures += [
         ("dataset", "dataset", None),
         ("model", "model", None),
         ("impl", "impl", None),
@@ -53,17 +57,22 @@ def tables(results):
         ("eval baseline / eval", "eval_baseline_s", "eval_s", 0),
         ("prep baseline / prep", "prep_baseline_s", "prep_s", 0),
     ]
-    head = ["dataset", "model", "impl", "threads", *(title for title, *_ in ratios)]
+    head = (["code"] if labelled else []) + ["dataset", "model", "impl", "threads", *(title for title, *_ in ratios)]
     lines += ["", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in results:
-        cells = [r["dataset"], r["model"], "fused" if r.get("fused", True) else "reference", str(r["threads"])]
+        cells = [r["label"]] if labelled else []
+        cells += [r["dataset"], r["model"], "fused" if r.get("fused", True) else "reference", str(r["threads"])]
         cells += [_ratio(r[top], r[bottom], digits) for _, top, bottom, digits in ratios]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def main(paths):
-    results = [r for path in paths for r in json.loads(Path(path).read_text())]
+def main(arguments):
+    results = []
+    for argument in arguments:
+        label, _, path = argument.rpartition("=")
+        for r in json.loads(Path(path).read_text()):
+            results.append({**r, "label": label} if label else r)
     print(tables(results))
 
 

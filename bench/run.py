@@ -95,7 +95,18 @@ def load(dataset, data_dir):
 
 
 def run_model(
-    dataset, model_name, threads, data_dir, eval_baseline_users, gowalla_steps, compile_step, impl, device, amp, queue
+    dataset,
+    model_name,
+    threads,
+    data_dir,
+    eval_baseline_users,
+    gowalla_steps,
+    compile_step,
+    impl,
+    device,
+    amp,
+    allocator,
+    queue,
 ):
     import numpy as np
     import torch
@@ -112,7 +123,7 @@ def run_model(
 
     device = resolve_device(device)
     on_cpu = device.type == "cpu"
-    if on_cpu:
+    if on_cpu and allocator == "keep":
         keep_freed_memory()  # as train.py does on the CPU; it helps the floor and the baselines alike
     configure_device(device)
     torch.set_num_threads(threads)
@@ -208,6 +219,7 @@ def run_model(
         "fused": bool(model.fused),
         "device": device.type,
         "amp": amp,
+        "allocator": allocator if on_cpu else "-",
     }
     if compile_step:
         figures["step_eager_s"] = step_eager_s[0]
@@ -271,6 +283,12 @@ def main():
     )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--amp", choices=("off", "bf16"), default="off", help="bf16 autocast (CUDA)")
+    parser.add_argument(
+        "--allocator",
+        choices=("keep", "default"),
+        default="keep",
+        help="CPU: keep freed memory for reuse, as train.py does (keep), or glibc's default",
+    )
     parser.add_argument("--out", help="write the figures here as JSON")
     args = parser.parse_args()
 
@@ -291,6 +309,7 @@ def main():
                 args.impl,
                 args.device,
                 args.amp,
+                args.allocator,
                 queue,
             ),
         )

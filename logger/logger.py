@@ -24,9 +24,9 @@ def _config():
     return json.loads(CONFIG_PATH.read_text(encoding="utf-8"))
 
 
-def setup_logging(log_dir=None, level=logging.INFO, console=True):
+def setup_logging(log_dir=None, level=logging.INFO, console=True, buffer=True):
     """The console (unless console=False), plus the file handlers of logger_config.json in
-    `log_dir`; with log_dir None they wait, buffering, for attach_log_file(log_dir)."""
+    `log_dir`; with log_dir None (and buffer) they wait, buffering, for attach_log_file(log_dir)."""
     config = _config()
     file_handlers = [name for name, handler in config["handlers"].items() if "filename" in handler]
     for name in file_handlers:
@@ -40,7 +40,7 @@ def setup_logging(log_dir=None, level=logging.INFO, console=True):
         del config["handlers"]["console"]
     config["root"]["level"] = level
     logging.config.dictConfig(config)
-    if log_dir is None and file_handlers:
+    if log_dir is None and file_handlers and buffer:
         logging.getLogger().addHandler(_Buffer())
 
 

@@ -19,7 +19,9 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 # The real data sets live beside the project (never in git); CI points here too.
 SHARED_DATA = Path(os.environ.get("RECSYS_SHARED_DATA", ROOT.parent / "shared" / "data"))
-os.environ.setdefault("WANDB_MODE", "disabled")  # tests never reach wandb's servers
+# Tests never reach wandb's servers, and a WANDB_MODE from the shell (CI exports offline) must
+# not override the configs the tests write: a test that exercises wandb sets the mode itself.
+os.environ["WANDB_MODE"] = "disabled"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -150,6 +152,30 @@ def run(script, *args):
             code = e.code
     torch.set_num_threads(threads)
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def straight_and_resumed(tmp_path, config, epochs=4):
+    """Train `config` `epochs` epochs straight, and half of them then a resume to the end, in this
+    process; returns (the run folders' parent, the straight run's last checkpoint, the resumed one's)."""
+    import torch
+
+    config = copy.deepcopy(config)
+    config["trainer"].update(save_dir=str(tmp_path / "saved"), epochs=epochs, save_period=1)
+    config["wandb"]["mode"] = "disabled"
+    path = write_config(tmp_path / "resumed.json", config)
+    runs = tmp_path / "saved" / "models" / config["name"]
+    half = epochs // 2
+    for args in (("--run-id", "straight"), ("--run-id", "part", "--epochs", str(half))):
+        result = run("train.py", "-c", path, *args)
+        assert result.returncode == 0, result.stderr[-3000:]
+    result = run("train.py", "-r", runs / "part" / f"checkpoint-epoch{half}.pth", "--epochs", str(epochs))
+    assert result.returncode == 0, result.stderr[-3000:]
+    straight = torch.load(runs / "straight" / f"checkpoint-epoch{epochs}.pth", weights_only=True)
+    resumed = torch.load(runs / "part" / f"checkpoint-epoch{epochs}.pth", weights_only=True)
+    for key, tensor in straight["state_dict"].items():
+        assert torch.equal(tensor, resumed["state_dict"][key]), key
+    assert read_jsonl(runs / "straight" / "metrics.jsonl") == read_jsonl(runs / "part" / "metrics.jsonl")
+    return runs, straight, resumed
 
 
 def read_jsonl(path):

@@ -43,6 +43,7 @@ FIGURES = {
     "fused": bool,
     "device": str,
     "amp": str,
+    "allocator": str,
 }
 
 

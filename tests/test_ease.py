@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, one_line_error, read_jsonl, run, small_dataset
+from conftest import ROOT, one_line_error, read_jsonl, run, small_dataset, straight_and_resumed
 
 from model.ease import EASE
 
@@ -41,19 +41,9 @@ def test_scores_are_the_history_times_b():
 def test_trains_nothing_resumes_and_tests_with_the_fitted_b(tmp_path, tiny_data):
     config = json.loads((ROOT / "configs" / "ease_ml100k.json").read_text())
     config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
-    config["trainer"].update(save_dir=str(tmp_path / "saved"), epochs=2)
     config["arch"]["args"]["l2"] = 50.0
-    config["wandb"]["mode"] = "disabled"
-    path = tmp_path / "ease.json"
-    path.write_text(json.dumps(config))
-    assert run("train.py", "-c", path, "--run-id", "straight").returncode == 0
-    assert run("train.py", "-c", path, "--run-id", "part", "--epochs", "1").returncode == 0
-    runs = tmp_path / "saved" / "models" / config["name"]
-    assert run("train.py", "-r", runs / "part" / "checkpoint-epoch1.pth", "--epochs", "2").returncode == 0
-    straight = torch.load(runs / "straight" / "checkpoint-epoch2.pth", weights_only=True)
-    resumed = torch.load(runs / "part" / "checkpoint-epoch2.pth", weights_only=True)
-    assert torch.equal(straight["state_dict"]["B"], resumed["state_dict"]["B"]) and straight["state_dict"]["B"].any()
-    assert read_jsonl(runs / "straight" / "metrics.jsonl") == read_jsonl(runs / "part" / "metrics.jsonl")
+    runs, straight, resumed = straight_and_resumed(tmp_path, config, epochs=2)
+    assert straight["state_dict"]["B"].any()  # fitted once, before epoch 1; the resume loaded it, not refitted
     assert "loss" not in read_jsonl(runs / "straight" / "metrics.jsonl")[0]  # nothing was trained
 
     # test.py scores with the checkpoint's B (not a new fit): its validation figures are training's

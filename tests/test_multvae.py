@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import torch
-from conftest import ROOT, read_jsonl, run, small_dataset
+from conftest import ROOT, run, small_dataset, straight_and_resumed
 
 from model.multvae import MultVAE
 
@@ -46,21 +46,8 @@ def test_every_user_once_an_epoch_and_resume_is_exact(tmp_path, tiny_data):
     config = json.loads((ROOT / "configs" / "multvae_ml100k.json").read_text())
     config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False, batch_size=16)
     config["arch"]["args"].update(hidden=[16], latent=8, anneal_steps=5)
-    config["trainer"].update(save_dir=str(tmp_path / "saved"), epochs=4, save_period=1)
-    config["wandb"]["mode"] = "disabled"
-    path = tmp_path / "vae.json"
-    path.write_text(json.dumps(config))
-    assert run("train.py", "-c", path, "--run-id", "straight").returncode == 0
-    assert run("train.py", "-c", path, "--run-id", "part", "--epochs", "2").returncode == 0
-    runs = tmp_path / "saved" / "models" / config["name"]
+    runs, straight, resumed = straight_and_resumed(tmp_path, config)
     half = torch.load(runs / "part" / "checkpoint-epoch2.pth", weights_only=True)
     assert half["step"] == 2 * 4  # 60 users in batches of 16: 4 steps an epoch, counted across epochs
-    result = run("train.py", "-r", runs / "part" / "checkpoint-epoch2.pth", "--epochs", "4")
-    assert result.returncode == 0, result.stderr
-    straight = torch.load(runs / "straight" / "checkpoint-epoch4.pth", weights_only=True)
-    resumed = torch.load(runs / "part" / "checkpoint-epoch4.pth", weights_only=True)
     assert straight["step"] == resumed["step"] == 16  # annealing continues where it stopped
-    for key, tensor in straight["state_dict"].items():
-        assert torch.equal(tensor, resumed["state_dict"][key]), key
-    assert read_jsonl(runs / "straight" / "metrics.jsonl") == read_jsonl(runs / "part" / "metrics.jsonl")
     assert run("test.py", "-r", runs / "straight" / "model_best.pth", "--topk-out", tmp_path / "r.csv").returncode == 0

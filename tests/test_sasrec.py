@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, read_jsonl, run
+from conftest import ROOT, run, straight_and_resumed
 
 from data_loader.movielens import MovieLensDataLoader
 from model.sasrec import SASRec
@@ -72,19 +72,8 @@ def test_resume_is_exact_and_the_sampled_protocol_ranks_among_101(tmp_path, tiny
     config = json.loads((ROOT / "configs" / "sasrec_ml100k.json").read_text())
     config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False, batch_size=16)
     config["arch"]["args"].update(embed_dim=8, max_len=10)
-    config["trainer"].update(save_dir=str(tmp_path / "saved"), epochs=4, save_period=1, eval_period=1)
-    config["wandb"]["mode"] = "disabled"
-    path = tmp_path / "sasrec.json"
-    path.write_text(json.dumps(config))
-    assert run("train.py", "-c", path, "--run-id", "straight").returncode == 0
-    assert run("train.py", "-c", path, "--run-id", "part", "--epochs", "2").returncode == 0
-    runs = tmp_path / "saved" / "models" / config["name"]
-    assert run("train.py", "-r", runs / "part" / "checkpoint-epoch2.pth", "--epochs", "4").returncode == 0
-    straight = torch.load(runs / "straight" / "checkpoint-epoch4.pth", weights_only=True)
-    resumed = torch.load(runs / "part" / "checkpoint-epoch4.pth", weights_only=True)
-    for key, tensor in straight["state_dict"].items():
-        assert torch.equal(tensor, resumed["state_dict"][key]), key
-    assert read_jsonl(runs / "straight" / "metrics.jsonl") == read_jsonl(runs / "part" / "metrics.jsonl")
+    config["trainer"]["eval_period"] = 1
+    runs, _, _ = straight_and_resumed(tmp_path, config)
     best = runs / "straight" / "model_best.pth"
     assert run("test.py", "-r", best, "--topk-out", tmp_path / "r.csv", "--k", "5").returncode == 0
     full = json.loads((runs / "straight" / "test_metrics.json").read_text())

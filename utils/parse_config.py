@@ -25,15 +25,6 @@ SHORTCUTS = {
 }
 
 
-def _get(config, dotted):
-    node = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(dotted)
-        node = node[part]
-    return node
-
-
 def _type_name(value):
     return {
         bool: "true/false",

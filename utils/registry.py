@@ -50,43 +50,40 @@ def _modules(package_name, package_path):
             yield None, path, f"{path} could not be imported ({type(e).__name__}: {first})"
 
 
-def discover(package_name, package_path, base_class):
-    """{class name: class} for the public subclasses of base_class defined in the package's modules."""
-    found, problems = {}, {}
+def _definitions(package_name, package_path, problems):
+    """(its file, name, object) for each public object a module of the package defines itself;
+    a module that cannot be imported goes to `problems` instead."""
     for module, path, error in _modules(package_name, package_path):
         if module is None:
             problems[path] = error
             continue
         for name, obj in vars(module).items():
-            if not (
-                inspect.isclass(obj)
-                and issubclass(obj, base_class)
-                and obj is not base_class
-                and obj.__module__ == module.__name__
-                and not name.startswith("_")
-            ):
-                continue
-            if inspect.isabstract(obj):
-                missing = ", ".join(sorted(obj.__abstractmethods__))
-                problems[name] = (
-                    f"{name} in {path} cannot be built: it does not implement {missing} "
-                    f"(abstract in {base_class.__name__})"
-                )
-            else:
-                found[name] = obj
+            if not name.startswith("_") and getattr(obj, "__module__", None) == module.__name__:
+                yield path, name, obj
+
+
+def discover(package_name, package_path, base_class):
+    """{class name: class} for the public subclasses of base_class defined in the package's modules."""
+    found, problems = {}, {}
+    for path, name, obj in _definitions(package_name, package_path, problems):
+        if not (inspect.isclass(obj) and issubclass(obj, base_class) and obj is not base_class):
+            continue
+        if inspect.isabstract(obj):
+            missing = ", ".join(sorted(obj.__abstractmethods__))
+            problems[name] = (
+                f"{name} in {path} cannot be built: it does not implement {missing} (abstract in {base_class.__name__})"
+            )
+        else:
+            found[name] = obj
     return Registry(found, problems, base_class.__name__)
 
 
 def discover_functions(package_name, package_path, role):
     """{function name: function} for the public functions defined in the package's modules."""
     found, problems = {}, {}
-    for module, path, error in _modules(package_name, package_path):
-        if module is None:
-            problems[path] = error
-            continue
-        for name, obj in vars(module).items():
-            if inspect.isfunction(obj) and obj.__module__ == module.__name__ and not name.startswith("_"):
-                found[name] = obj
+    for _, name, obj in _definitions(package_name, package_path, problems):
+        if inspect.isfunction(obj):
+            found[name] = obj
     return Registry(found, problems, role)
 
 
