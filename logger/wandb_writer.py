@@ -82,8 +82,8 @@ class WandbWriter:
         try:
             return wandb.init(mode="online", settings=wandb.Settings(init_timeout=INIT_TIMEOUT), **arguments)
         except Exception as e:  # noqa: BLE001 - wandb's errors for a server out of reach vary by version
-            if isinstance(e, OSError):
-                raise
+            if isinstance(e, OSError) and not isinstance(e, (TimeoutError, ConnectionError)):
+                raise  # its files cannot be written: offline would fail the same way
             logger.warning(
                 f"wandb: the server could not be reached in {INIT_TIMEOUT} s ({type(e).__name__}); this run is "
                 "recorded offline (wandb sync uploads it later)"
