@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +121,16 @@ def tiny_config(data_dir, save_dir, **changes):
             node = node[part]
         node[last] = value
     return config
+
+
+def copy_tracked(target, leave_out=()):
+    """The files git tracks in this checkout (what a clone has), copied into `target`; returns it."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in tracked:
+        if name not in leave_out and (ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / name, target / name)
+    return target
 
 
 def write_config(path, config):

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
-from conftest import ROOT, one_line_error, read_jsonl, run, run_script, tiny_config, write_config
+from conftest import ROOT, copy_tracked, one_line_error, read_jsonl, run, run_script, tiny_config, write_config
 
 import train
 from base.base_model import BaseModel
@@ -116,13 +116,8 @@ MODULES = {  # module: (its files, its config)
 def test_three_modules_added_together_each_train(tmp_path, tiny_data):
     """The merge check: the project without the three modules, then all three added at once (what
     merging three teammates' pull requests does), then each one's config trained and tested."""
-    project = tmp_path / "project"
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     added = {path for files, config in MODULES.values() for path in (*files, config)}
-    for path in tracked:
-        if path not in added and (ROOT / path).is_file():
-            (project / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(ROOT / path, project / path)
+    project = copy_tracked(tmp_path / "project", leave_out=added)
     result = subprocess.run([sys.executable, "train.py", "--list"], cwd=project, capture_output=True, text=True)
     assert result.returncode == 0 and "EASE" not in result.stdout
     for path in added:  # the three pull requests, merged: new files only, no file edited

@@ -3,7 +3,6 @@ behind when it fails."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import ROOT, read_jsonl, run, tiny_config, write_config
+from conftest import ROOT, copy_tracked, read_jsonl, run, tiny_config, write_config
 
 import train
 
@@ -120,12 +119,7 @@ def test_curves_mark_the_best_epoch_and_the_resume(tmp_path, monkeypatch):
 
 
 def test_new_project_copies_what_git_tracks_only(tmp_path):
-    source = tmp_path / "template"
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for name in tracked:
-        if (ROOT / name).is_file():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(ROOT / name, source / name)
+    source = copy_tracked(tmp_path / "template")
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
     subprocess.run([*git, "init", "-q"], cwd=source, check=True)
     subprocess.run([*git, "add", "-A"], cwd=source, check=True)
@@ -209,12 +203,7 @@ def project_copy(tmp_path):
     """The project's tracked files in a new folder, with a small MovieLens-100K in its data/."""
     from conftest import write_movielens_100k
 
-    project = tmp_path / "project"
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for name in tracked:
-        if (ROOT / name).is_file():
-            (project / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(ROOT / name, project / name)
+    project = copy_tracked(tmp_path / "project")
     write_movielens_100k(project / "data")
     return project
 
