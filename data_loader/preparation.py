@@ -182,8 +182,3 @@ def prepare(
             f"{no_test} of {n_users} users have no test interaction after the split; they are not evaluated on test"
         )
     return Interactions(n_users, n_items, train, valid, test, user_ids, item_ids, item_titles, item_genres, order)
-
-
-def frame_from_columns(**columns):
-    """A DataFrame from the columns given (None ones left out)."""
-    return pd.DataFrame({name: values for name, values in columns.items() if values is not None})

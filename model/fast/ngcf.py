@@ -77,7 +77,7 @@ class SumPropagation(torch.autograd.Function):
             outputs.append(out)
             ego = out
         ctx.adjacency, ctx.slope, ctx.n_nodes, ctx.rows_are_few = adjacency, slope, graph.shape[0], rows_are_few
-        ctx.n_layers, ctx.with_bias = n_layers, params[1] is not None if params else False
+        ctx.n_layers = n_layers
         # Everything the backward reads goes through save_for_backward: tensors kept on ctx itself
         # would hold the outputs they came from and never be freed.
         ctx.save_for_backward(nodes, rows, inverse, outputs[0], *params, *saved)
