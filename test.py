@@ -3,7 +3,10 @@
     python test.py -r saved/models/NAME/RUN/model_best.pth
     python test.py -r saved/models/NAME/RUN/model_best.pth --topk-out recs.csv --k 10
 
-Prints the metrics and writes them to test_metrics.json beside the checkpoint.
+Prints the metrics and writes them to test_metrics.json beside the checkpoint. The export ranks
+out every interaction the data set has (train, valid and test), so no user is recommended an item
+they already have; its format is the config's evaluation.export ("detailed" or "submission").
+A model trained with nothing held out (evaluation.split = none) is exported without evaluating.
 """
 
 import argparse
@@ -15,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from data_loader import DATA_LOADERS
+from data_loader import build_data
 from logger.logger import close_logging, get_logger, setup_logging
 from model import METRICS, MODELS
 from trainer.evaluation import checked_scores, evaluate, parse_metrics, rank_out, top_k_items
@@ -25,6 +28,7 @@ from utils.device import resolve_device
 from utils.errors import ConfigError, DataError
 from utils.files import write_atomic, write_json
 from utils.parse_config import ConfigParser
+from utils.runs import RUN_FILE_SUFFIXES
 from utils.util import keep_freed_memory, set_threads
 
 
@@ -43,8 +47,9 @@ def build_arg_parser():
     return parser
 
 
-def check_output_file(path, option):
-    """A file that can be written: its folder exists and is writable, and it is not a folder."""
+def check_output_file(path, option, inputs=()):
+    """A file that can be written: its folder exists and is writable, it is not a folder, and it is
+    none of `inputs` (the checkpoint, the run's files, the data's files), which it would replace."""
     path = Path(path)
     if not str(path).strip():
         raise ConfigError(f"{option}: the path is empty")
@@ -53,39 +58,68 @@ def check_output_file(path, option):
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ConfigError(f"{option}: the folder {folder} does not exist")
+    for existing in inputs:
+        if Path(existing).exists() and path.exists() and path.resolve() == Path(existing).resolve():
+            raise ConfigError(f"{option}: {path} is {existing}, which this command reads; give another file name")
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ConfigError(f"{option}: {path} cannot be written (permission denied)")
     return path
 
 
+def protected_files(checkpoint_path, data):
+    """What an export must never replace: the checkpoint, its run folder's files, the data's files."""
+    run = Path(checkpoint_path).parent
+    run_files = [p for p in run.iterdir() if p.suffix in RUN_FILE_SUFFIXES] if run.is_dir() else []
+    return [Path(checkpoint_path), *run_files, *data.input_files()]
+
+
 @torch.no_grad()
-def export_topk(model, dataset, k, path, device, batch_size=1024):
-    """CSV with one row per (user, rank): user_id, rank, item_id, title, genres, score; seen items
-    ranked out. Ids are written exactly as the input had them."""
-    known = (dataset.train + dataset.valid).tocsr()
-    k = min(k, dataset.n_items)
+def top_k_lists(model, dataset, history, k, device, batch_size):
+    """(users (U*k,), items (U*k,), scores (U*k,)) of every user's top-k items, `history` (CSR
+    (n_users, n_items)) ranked out and given to the model; -inf scores where a user has fewer than
+    k items left."""
     users_out, items_out, scores_out = [], [], []
     for start in range(0, dataset.n_users, batch_size):
         users = np.arange(start, min(start + batch_size, dataset.n_users))
-        history = known[users]
-        scores = checked_scores(model, torch.from_numpy(users).to(device), history).float()  # (B, n_items)
-        rank_out(scores, history)
+        rows = history[users]
+        scores = checked_scores(model, torch.from_numpy(users).to(device), rows).float()  # (B, n_items)
+        rank_out(scores, rows)
         top = top_k_items(scores, k)  # (B, k), ties by lower item index
         users_out.append(np.repeat(users, k))
         items_out.append(top.cpu().numpy().ravel())
         scores_out.append(scores.gather(1, top).cpu().numpy().ravel())
-    users, items = np.concatenate(users_out), np.concatenate(items_out)
-    table = pd.DataFrame(
-        {
-            "user_id": dataset.user_ids[users],
-            "rank": np.tile(np.arange(1, k + 1), dataset.n_users),
-            "item_id": dataset.item_ids[items],
-            "title": dataset.item_titles[items] if dataset.item_titles is not None else "",
-            "genres": dataset.item_genres[items] if dataset.item_genres is not None else "",
-            "score": np.concatenate(scores_out),
-        }
-    )
-    table = table[np.isfinite(table["score"])]  # a user who has seen nearly everything gets fewer rows
+    return np.concatenate(users_out), np.concatenate(items_out), np.concatenate(scores_out)
+
+
+def export_table(dataset, users, items, scores, k, export):
+    """The export as a DataFrame: "submission" (user,item) or "detailed" (user_id, rank, item_id,
+    title, each side attribute, score). Ids exactly as the input had them."""
+    if export == "submission":
+        return pd.DataFrame({"user": dataset.user_ids[users], "item": dataset.item_ids[items]})
+    columns = {
+        "user_id": dataset.user_ids[users],
+        "rank": np.tile(np.arange(1, k + 1), len(users) // k),
+        "item_id": dataset.item_ids[items],
+        "title": dataset.item_titles[items] if dataset.item_titles is not None else "",
+    }
+    for name, attribute in dataset.item_attributes.items():
+        columns[name] = attribute.joined(items)
+    for name, values in dataset.item_numbers.items():
+        columns[name] = values[items]
+    return pd.DataFrame({**columns, "score": scores})
+
+
+def export_topk(model, data, k, path, device, logger):
+    """Write every user's top-k unseen items to `path` (CSV); returns the number of rows."""
+    dataset = data.dataset
+    k = min(k, dataset.n_items)
+    history = data.protocol.exported_history(dataset)
+    users, items, scores = top_k_lists(model, dataset, history, k, device, data.protocol.batch_size)
+    found = np.isfinite(scores)  # a user who has nearly every item gets fewer than k
+    short = len(np.unique(users[~found]))
+    if short:
+        logger.warning(f"{short} users already have all but fewer than {k} items: they get fewer than {k} rows")
+    table = export_table(dataset, users[found], items[found], scores[found], k, data.protocol.export)
     write_atomic(path, lambda f: table.to_csv(f, index=False), binary=False)
     return len(table)
 
@@ -111,11 +145,12 @@ def main(args):
         keep_freed_memory()
     logger = get_logger("test")
 
-    data = config.init_obj("data_loader", DATA_LOADERS, seed=config["seed"])
-    logger.info(f"Data: {data.dataset.summary()}")
-    check_data(
-        checkpoint, data.fingerprint(), args.resume, any(s.startswith("data_loader.") for s in args.set or []), logger
-    )
+    data = build_data(config, seed=config["seed"])
+    logger.info(f"Data: {data.dataset.summary()}; evaluation: {data.protocol.describe()}")
+    changed = any(s.startswith(("data_loader.", "evaluation.")) for s in args.set or [])
+    check_data(checkpoint, data.fingerprint(), args.resume, changed, logger)
+    if args.topk_out:
+        check_output_file(args.topk_out, "--topk-out", protected_files(args.resume, data))
     model = config.init_obj("arch", MODELS, dataset=data.dataset)
     load_weights(model, checkpoint, args.resume)  # a fitted model's state comes from the checkpoint
     model = model.to(device).eval()
@@ -123,16 +158,31 @@ def main(args):
     if note:
         logger.info(note)
 
-    loader = data.split_test() if args.split == "test" else data.split_validation()
+    loader = data.evaluation(args.split)
+    if loader is None and not args.topk_out:
+        raise DataError(
+            f"nothing to evaluate: the split ({data.protocol.describe()}) holds out no {args.split} items; "
+            "--topk-out FILE exports recommendations"
+        )
     if loader is None:
-        raise ConfigError("--split valid: this config has no validation split (valid_fraction = 0)")
-    if len(loader.users) == 0:
-        raise DataError(f"nothing to evaluate: no user has a {args.split} item after the split")
+        logger.info(f"No {args.split} items held out: nothing to evaluate, recommendations exported only")
+    else:
+        evaluate_split(model, loader, config, data, checkpoint, args, figures_path, device, logger)
+    if args.topk_out:
+        rows = export_topk(model, data, args.k, args.topk_out, device, logger)
+        logger.info(
+            f"Top-{args.k} recommendations ({data.protocol.export}) for {data.dataset.n_users} users, every known "
+            f"item ranked out: {args.topk_out} ({rows} rows)"
+        )
+
+
+def evaluate_split(model, loader, config, data, checkpoint, args, figures_path, device, logger):
+    """Print the figures of `loader`'s users and write them beside the checkpoint."""
     if loader.n_skipped:
         logger.info(f"{loader.n_skipped} users have no {args.split} items and are not evaluated")
     metrics = parse_metrics(config["metrics"], METRICS)
     figures = evaluate(model, loader, metrics, device)
-    protocol = "full ranking" if not data.eval_negatives else f"{data.eval_negatives} sampled negatives"
+    protocol = "full ranking" if data.protocol.candidates == "all" else f"{data.protocol.candidates} sampled negatives"
     logger.info(f"{args.split} metrics (epoch {checkpoint['epoch']}, {len(loader.users)} users, {protocol}):")
     for name, value in figures.items():
         logger.info(f"    {name:15s}: {value:.5f}")
@@ -141,10 +191,6 @@ def main(args):
     else:
         write_json(figures, figures_path)
         logger.info(f"Written to {figures_path}")
-
-    if args.topk_out:
-        rows = export_topk(model, data.dataset, args.k, args.topk_out, device)
-        logger.info(f"Top-{args.k} recommendations for {data.dataset.n_users} users: {args.topk_out} ({rows} rows)")
 
 
 def run(argv):

@@ -10,11 +10,12 @@ import argparse
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from torch.nn.parallel import DistributedDataParallel
 
 from base.base_trainer import TrainingError
-from data_loader import DATA_LOADERS
+from data_loader import DATA_LOADERS, build_data, check_data_config
 from logger.logger import attach_log_file, close_log_files, close_logging, get_logger, setup_logging
 from logger.plot import plot_history
 from logger.wandb_writer import WandbWriter, check_wandb
@@ -44,9 +45,15 @@ def build_arg_parser():
     )
     parser.add_argument("-d", "--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     parser.add_argument("--run-id", dest="run_id", help="run folder name (default: a timestamp and a random suffix)")
-    parser.add_argument("--epochs", type=int, help="shortcut for --set trainer.epochs=N")
+    parser.add_argument(
+        "--epochs",
+        nargs="+",
+        metavar="N",
+        help="shortcut for --set trainer.epochs=N; or 'best-of RUN': the best epoch of an earlier run "
+        "(its model_best.pth), e.g. to train on all the data as long as that run's best",
+    )
     parser.add_argument("--lr", type=float, help="shortcut for --set optimizer.args.lr=X")
-    parser.add_argument("--bs", type=int, help="shortcut for --set data_loader.args.batch_size=N")
+    parser.add_argument("--bs", type=int, help="shortcut for --set batches.batch_size=N")
     parser.add_argument("--threads", type=int, help="shortcut for --set trainer.threads=N (torch's CPU threads)")
     parser.add_argument(
         "--set",
@@ -73,9 +80,27 @@ def parse_args(argv):
     return args
 
 
+def epochs_option(values):
+    """--epochs N, or --epochs best-of RUN (a run folder or a checkpoint in it): (epochs, the
+    model_best.pth they were read from, or None)."""
+    if values is None:
+        return None, None
+    if len(values) == 1 and values[0].lstrip("-").isdigit():
+        return int(values[0]), None
+    if len(values) != 2 or values[0] != "best-of":
+        raise ConfigError(f"--epochs: expected N or 'best-of RUN', got {' '.join(values)!r}")
+    run = Path(values[1])
+    best = (run.parent if run.is_file() else run) / "model_best.pth"
+    if not best.is_file():
+        raise ConfigError(
+            f"--epochs best-of {values[1]}: {best} not found (give a run folder that has a model_best.pth)"
+        )
+    return load_checkpoint(best)["epoch"], best
+
+
 def check_names(config):
     """Every name and argument in the config exists, checked before anything is read or built."""
-    config.check_obj("data_loader", DATA_LOADERS, seed=0)
+    check_data_config(config)
     config.check_obj("arch", MODELS, dataset=None)
     if config.get("loss") is not None:
         config.check_obj("loss", LOSSES, None, None)
@@ -124,8 +149,8 @@ def plan_run(config, args, checkpoint):
 
 
 def changes_data(args):
-    """Whether the command line changes how the data is prepared (data_loader.* with --set)."""
-    return any(s.startswith("data_loader.") for s in args.set or [])
+    """Whether the command line changes the data or its split (data_loader.* or evaluation.* with --set)."""
+    return any(s.startswith(("data_loader.", "evaluation.")) for s in args.set or [])
 
 
 def build_model(config, data, device, checkpoint, logger):
@@ -147,6 +172,7 @@ def main(args):
     if args.list:
         print(listing(MODELS, DATA_LOADERS, TRAINERS, LOSSES, METRICS))
         return
+    args.epochs, args.epochs_from = epochs_option(args.epochs)
     checkpoint = locate_checkpoint(args)
     config = ConfigParser.from_args(args, checkpoint_config=checkpoint["config"] if checkpoint else None)
     config.fine_tune = checkpoint is not None and args.config is not None  # the new config's optimizer settings
@@ -175,11 +201,13 @@ def main(args):
 
     # Build: data (located, or downloaded into data_dir), model, optimizer, trainer; a resume loads
     # its state here. Nothing is written before all of it has worked.
-    data = config.init_obj("data_loader", DATA_LOADERS, seed=config["seed"])
-    logger.info(f"Data: {data.dataset.summary()}")
+    if args.epochs_from is not None:
+        logger.info(f"--epochs best-of: {config['trainer']['epochs']} epochs, the best of {args.epochs_from}")
+    data = build_data(config, seed=config["seed"])
+    logger.info(f"Data: {data.dataset.summary()}; evaluation: {data.protocol.describe()}")
     if checkpoint is not None:
         check_data(checkpoint, data.fingerprint(), args.resume, changes_data(args), logger)
-    valid = data.split_validation()
+    valid = data.evaluation("valid")
     if world_size > 1:  # each rank: its own batches, its share of the evaluation users
         data.distribute(rank, world_size, config["seed"])
         valid = valid.shard(rank, world_size) if valid is not None else None

@@ -84,12 +84,14 @@ def load(dataset, data_dir):
     """The template's way: a data loader (files -> splits) and the normalised adjacency."""
     from data_loader.benchmark import BenchmarkDataLoader
     from data_loader.movielens import MovieLensDataLoader
+    from data_loader.protocol import Protocol
     from model.graph import SparseGraph, normalized_adjacency
 
     if dataset == "gowalla":
-        loader = BenchmarkDataLoader(str(data_dir / "gowalla"), valid_fraction=0.0, batch_size=1024)
+        loader = BenchmarkDataLoader(str(data_dir / "gowalla")).prepare(Protocol("source", 0, 0.0), batch_size=1024)
     else:
-        loader = MovieLensDataLoader(str(data_dir), download=False, valid_fraction=0.0, batch_size=1024, cache=False)
+        loader = MovieLensDataLoader(str(data_dir), download=False, cache=False)
+        loader.prepare(Protocol("random", 0.2, 0.0), batch_size=1024)
     graph = SparseGraph(normalized_adjacency(loader.dataset.train))
     return loader, graph
 
@@ -163,7 +165,7 @@ def run_model(
         epoch_s = timed(lambda: [step() for _ in range(n_batches)], repeat=5)  # the machine's speed varies
         epoch_note = f"{n_batches} steps, median of 5 epochs"
     metrics = parse_metrics(["recall@20", "ndcg@20", "precision@20", "hit@20"], METRICS)
-    test = loader.split_test()
+    test = loader.evaluation("test")
     evaluate(model, test, metrics, device)
     peak_rss = peak_rss_mb() if on_cpu else torch.cuda.max_memory_allocated(device) / 2**20
 

@@ -2,7 +2,8 @@
 
 Files starting with `_` are not loaded; your copy is found by its class name
 (`"data_loader": {"type": "MyDataLoader", "args": {...}}`). A data loader only reads its source
-into an `Interactions`; batches are cut by data_loader/batching.py for whatever model trains.
+into an `Interactions`; the `evaluation` section splits it and data_loader/batching.py cuts the
+batches of whatever model trains.
 """
 
 from pathlib import Path
@@ -16,21 +17,9 @@ from data_loader.preparation import preparation_args, prepare
 class MyDataLoader(BaseDataLoader):
     """data_dir: where the file is. Every argument here must appear in its config."""
 
-    def __init__(
-        self,
-        data_dir,
-        test_fraction=0.2,
-        valid_fraction=0.1,
-        split_seed=2019,
-        batch_size=1024,
-        sampling="user",
-        eval_batch_size=1024,
-        eval_negatives=0,
-        seed=0,
-    ):
+    def __init__(self, data_dir, min_rating=None, k_core=0):
         self.data_dir = Path(data_dir)
-        self.preparation = preparation_args(None, 0, "random", test_fraction, valid_fraction, split_seed)
-        super().__init__(batch_size, sampling, eval_batch_size, seed, eval_negatives, protocol_seed=split_seed)
+        self.preparation = preparation_args(min_rating, k_core)
 
     def load_dataset(self):
         frame = pd.read_csv(self.data_dir / "interactions.csv")  # columns: user, item (time, rating optional)

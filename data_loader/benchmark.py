@@ -1,7 +1,8 @@
 """The NGCF / LightGCN benchmark layout (Gowalla, Yelp2018, Amazon-book): train.txt and test.txt.
 
-Each line is `user item item ...`, ids from 0. The files' own split is kept; a validation share
-can be carved from each user's training items (valid_fraction = 0 is the papers' protocol).
+Each line is `user item item ...`, ids from 0. The files' own split is the source's test
+(evaluation.split "source"); a validation share can be carved from each user's training items
+(evaluation.valid = 0 is the papers' protocol).
 """
 
 from pathlib import Path
@@ -9,9 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from base.base_data_loader import BaseDataLoader
-from base.interactions import Interactions, to_csr
-from data_loader.preparation import split_parts
-from utils import checks
+from base.interactions import Interactions, order_matrix, to_csr
 from utils.errors import DataError
 
 
@@ -40,38 +39,38 @@ def read_user_lines(path):
 
 
 class BenchmarkDataLoader(BaseDataLoader):
-    """data_dir: folder with train.txt and test.txt. valid_fraction: share of each user's training
-    items held out for validation (seeded by split_seed); 0 = no validation, as in the papers."""
+    """data_dir: folder with train.txt and test.txt. test.txt is the source's own held-out part
+    (evaluation.split "source" keeps it; the validation share is carved from train.txt)."""
 
-    def __init__(
-        self,
-        data_dir,
-        valid_fraction=0.1,
-        split_seed=2019,
-        batch_size=1024,
-        sampling="user",
-        eval_batch_size=1024,
-        eval_negatives=0,
-        seed=0,
-    ):
-        checks.fraction("data_loader.args.valid_fraction", valid_fraction)
-        checks.seed("data_loader.args.split_seed", split_seed)
-        self.data_dir, self.valid_fraction, self.split_seed = Path(data_dir), valid_fraction, split_seed
+    def __init__(self, data_dir):
+        self.data_dir = Path(data_dir)
         if not self.data_dir.is_dir():
             raise DataError(f"data_loader.args.data_dir: {self.data_dir} is not a folder")
-        super().__init__(batch_size, sampling, eval_batch_size, seed, eval_negatives, protocol_seed=split_seed)
+
+    def input_files(self):
+        return [self.data_dir / "train.txt", self.data_dir / "test.txt"]
 
     def load_dataset(self):
         train_users, train_items = read_user_lines(self.data_dir / "train.txt")
         test_users, test_items = read_user_lines(self.data_dir / "test.txt")
         n_users = int(max(train_users.max(), test_users.max())) + 1
         n_items = int(max(train_items.max(), test_items.max())) + 1
-        part = split_parts(train_users, None, "random", 0.0, self.valid_fraction, self.split_seed)
-        train = to_csr(train_users[part == 0], train_items[part == 0], n_users, n_items)
-        valid = to_csr(train_users[part == 1], train_items[part == 1], n_users, n_items)
+        train = to_csr(train_users, train_items, n_users, n_items)
         test = to_csr(test_users, test_items, n_users, n_items)
-        test = test - test.multiply(train + valid)  # an item in both files counts as training
+        test = test - test.multiply(train)  # an item in both files counts as training
         test.eliminate_zeros()
+        # The files' order: train.txt's lines, then test.txt's (an interaction in both: its train place).
+        users, items = np.concatenate([train_users, test_users]), np.concatenate([train_items, test_items])
+        first = np.unique(users * n_items + items, return_index=True)[1]
+        first.sort()
+        order = order_matrix(users[first], items[first], n_users, n_items)
         return Interactions(
-            n_users, n_items, train.tocsr(), valid, test.tocsr(), np.arange(n_users), np.arange(n_items)
+            n_users,
+            n_items,
+            train,
+            to_csr([], [], n_users, n_items),
+            test.tocsr(),
+            np.arange(n_users),
+            np.arange(n_items),
+            order=order,
         )

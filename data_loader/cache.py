@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from base.interactions import Interactions
+from base.interactions import Interactions, ItemAttribute
 from data_loader.download import file_digest
 from utils.files import write_atomic
 
-FORMAT = 3
+FORMAT = 4
 logger = logging.getLogger("data")
 MATRICES = ("train", "valid", "test")
 
@@ -44,34 +44,48 @@ def _save(dataset, path, key):
     arrays = {
         "key": np.array(key),
         "shape": np.array([dataset.n_users, dataset.n_items]),
+        "timed": np.array(dataset.timed),
         "user_ids": _ids(dataset.user_ids),
         "item_ids": _ids(dataset.item_ids),
     }
-    for name in ("item_titles", "item_genres"):
-        if getattr(dataset, name) is not None:
-            arrays[name] = getattr(dataset, name).astype(str)
+    if dataset.item_titles is not None:
+        arrays["item_titles"] = dataset.item_titles.astype(str)
     for name in MATRICES:
-        matrix = getattr(dataset, name)
-        arrays[f"{name}_indptr"], arrays[f"{name}_indices"] = matrix.indptr, matrix.indices
+        arrays.update(_csr_arrays(name, getattr(dataset, name)))
     if dataset.order is not None:
-        arrays["order_indptr"], arrays["order_indices"] = dataset.order.indptr, dataset.order.indices
-        arrays["order_data"] = dataset.order.data
+        arrays.update(_csr_arrays("order", dataset.order, with_data=True))
+    for name, attribute in dataset.item_attributes.items():
+        arrays[f"attribute:{name}:values"] = attribute.values.astype(str)
+        arrays.update(_csr_arrays(f"attribute:{name}", attribute.matrix))
+    for name, values in dataset.item_numbers.items():
+        arrays[f"number:{name}"] = values
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
-def _matrix(z, name, n_users, n_items, data=None):
+def _csr_arrays(name, matrix, with_data=False):
+    arrays = {f"{name}_indptr": matrix.indptr, f"{name}_indices": matrix.indices}
+    if with_data:
+        arrays[f"{name}_data"] = matrix.data
+    return arrays
+
+
+def _matrix(z, name, n_rows, n_columns, with_data=False):
     indptr, indices = z[f"{name}_indptr"], z[f"{name}_indices"]
     if (
         indptr.ndim != 1
-        or len(indptr) != n_users + 1
+        or len(indptr) != n_rows + 1
         or indptr[0] != 0
         or indptr[-1] != len(indices)
         or (np.diff(indptr) < 0).any()
-        or (len(indices) and (indices.min() < 0 or indices.max() >= n_items))
+        or (len(indices) and (indices.min() < 0 or indices.max() >= n_columns))
     ):
-        raise DamagedCache(f"its {name} matrix does not fit {n_users} x {n_items}")
-    values = np.ones(len(indices), dtype=np.float32) if data is None else data
-    return sp.csr_matrix((values, indices, indptr), shape=(n_users, n_items))
+        raise DamagedCache(f"its {name} matrix does not fit {n_rows} x {n_columns}")
+    values = z[f"{name}_data"] if with_data else np.ones(len(indices), dtype=np.float32)
+    return sp.csr_matrix((values, indices, indptr), shape=(n_rows, n_columns))
+
+
+def _text(values):
+    return values.astype(object) if values.dtype.kind == "U" else values
 
 
 def _load(path, key):
@@ -79,19 +93,35 @@ def _load(path, key):
         if "key" not in z or str(z["key"]) != key:
             raise DamagedCache("it was written for another data set or preparation")
         n_users, n_items = (int(x) for x in z["shape"])
-        user_ids, item_ids = z["user_ids"], z["item_ids"]
-        if len(user_ids) != n_users or len(item_ids) != n_items:
-            raise DamagedCache("its id arrays do not fit its shape")
-        user_ids = user_ids.astype(object) if user_ids.dtype.kind == "U" else user_ids
-        item_ids = item_ids.astype(object) if item_ids.dtype.kind == "U" else item_ids
-        text = {}
-        for name in ("item_titles", "item_genres"):
-            text[name] = z[name].astype(object) if name in z else None
-            if text[name] is not None and len(text[name]) != n_items:
-                raise DamagedCache(f"its {name} do not fit its shape")
-        order = _matrix(z, "order", n_users, n_items, z["order_data"]) if "order_indptr" in z else None
+        user_ids, item_ids = _text(z["user_ids"]), _text(z["item_ids"])
+        titles = _text(z["item_titles"]) if "item_titles" in z else None
+        if len(user_ids) != n_users or len(item_ids) != n_items or (titles is not None and len(titles) != n_items):
+            raise DamagedCache("its id or title arrays do not fit its shape")
+        attributes, numbers = {}, {}
+        for entry in z.files:
+            kind, _, name = entry.partition(":")
+            if kind == "attribute" and name.endswith(":values"):
+                name = name.removesuffix(":values")
+                values = _text(z[entry])
+                attributes[name] = ItemAttribute(values, _matrix(z, f"attribute:{name}", n_items, len(values)))
+            elif kind == "number":
+                numbers[name] = z[entry]
+                if len(numbers[name]) != n_items:
+                    raise DamagedCache(f"its {name} numbers do not fit its shape")
+        order = _matrix(z, "order", n_users, n_items, with_data=True) if "order_indptr" in z else None
         matrices = [_matrix(z, name, n_users, n_items) for name in MATRICES]
-        return Interactions(n_users, n_items, *matrices, user_ids, item_ids, **text, order=order)
+        return Interactions(
+            n_users,
+            n_items,
+            *matrices,
+            user_ids,
+            item_ids,
+            order=order,
+            timed=bool(z["timed"]),
+            item_titles=titles,
+            item_attributes=attributes,
+            item_numbers=numbers,
+        )
 
 
 def cached_dataset(files, preparation, build, enabled=True):

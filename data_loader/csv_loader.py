@@ -8,6 +8,7 @@ import pandas as pd
 from base.base_data_loader import BaseDataLoader
 from data_loader.cache import cached_dataset
 from data_loader.preparation import integral_ids, preparation_args, prepare
+from utils import checks
 from utils.errors import ConfigError, DataError
 
 
@@ -71,10 +72,39 @@ def read_interactions(path, sep, user_col, item_col, rating_col, time_col, encod
     return frame
 
 
+def read_side_file(path, encoding="utf-8"):
+    """DataFrame(item, value) from a side file: a header row, the item id in the first column and
+    one value in the second; several rows per item where an item has several values. Tab-separated
+    when the name ends in .tsv, else comma-separated."""
+    if not path.is_file():
+        raise DataError(f"data_loader.args.item_files: {path} not found")
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding, quoting=3)
+    except UnicodeDecodeError:
+        raise _not_text(path, encoding) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path}: {e}") from None
+    if frame.shape[1] < 2:
+        raise DataError(
+            f"{path}: expected two columns (item id, value) separated by {sep!r}, got {list(frame.columns)}"
+        )
+    frame = frame.iloc[:, :2].set_axis(["item", "value"], axis=1)
+    frame["item"] = integral_ids(frame["item"].to_numpy(dtype=object))
+    return frame
+
+
 class CSVDataLoader(BaseDataLoader):
-    """data_dir: the folder; path: the file in it (or an absolute path); a header row is expected.
-    sep: the separator. user_col, item_col: the id columns (any strings); rating_col, time_col:
-    optional (null). encoding: the file's text encoding. The rest as MovieLensDataLoader."""
+    """Interactions from a CSV/TSV with a header row, and the items' side information.
+
+    data_dir: the folder; path: the file in it (or an absolute path). sep: the separator.
+    user_col, item_col: the id columns (any strings); rating_col, time_col: optional (null).
+    encoding: the files' text encoding. min_rating, k_core, cache: as MovieLensDataLoader.
+    item_files: {attribute: file in data_dir}, e.g. {"title": "titles.tsv", "genre": "genres.tsv",
+        "year": "years.tsv"}: each file has a header row, the item id first and one value second
+        (tab-separated for .tsv, else comma); "title" gives the titles, a file with one number per
+        item gives numbers, any other a multi-hot attribute (see base/interactions.py).
+    """
 
     def __init__(
         self,
@@ -88,31 +118,31 @@ class CSVDataLoader(BaseDataLoader):
         encoding="utf-8",
         min_rating=None,
         k_core=0,
-        split="random",
-        test_fraction=0.2,
-        valid_fraction=0.1,
-        split_seed=2019,
+        item_files=None,
         cache=True,
-        batch_size=1024,
-        sampling="user",
-        eval_batch_size=1024,
-        eval_negatives=0,
-        seed=0,
     ):
-        self.preparation = preparation_args(min_rating, k_core, split, test_fraction, valid_fraction, split_seed)
-        if split != "random" and time_col is None:
-            raise ConfigError(f"data_loader.args.split = {split!r} needs data_loader.args.time_col")
+        self.preparation = preparation_args(min_rating, k_core)
         if min_rating is not None and rating_col is None:
             raise ConfigError("data_loader.args.min_rating needs data_loader.args.rating_col (or min_rating: null)")
+        if item_files is not None and not (
+            isinstance(item_files, dict) and all(isinstance(v, str) and v for v in item_files.values())
+        ):
+            checks.fail("data_loader.args.item_files", "an object {attribute: file name}, or null", item_files)
         self.path, self.sep = Path(data_dir) / path, sep  # an absolute `path` stays as it is
+        self.item_files = {name: Path(data_dir) / file for name, file in (item_files or {}).items()}
         self.columns = (user_col, item_col, rating_col, time_col)
         self.encoding, self.cache = encoding, cache
-        super().__init__(batch_size, sampling, eval_batch_size, seed, eval_negatives, protocol_seed=split_seed)
+
+    def input_files(self):
+        return [self.path, *self.item_files.values()]
 
     def load_dataset(self):
         def build():
             frame = read_interactions(self.path, self.sep, *self.columns, encoding=self.encoding)
-            return prepare(frame, str(self.path), **self.preparation)
+            side = {name: read_side_file(path, self.encoding) for name, path in self.item_files.items()}
+            return prepare(frame, str(self.path), side=side, **self.preparation)
 
-        key = {**self.preparation, "sep": self.sep, "columns": self.columns, "encoding": self.encoding}
-        return cached_dataset([self.path], key, build, enabled=self.cache)
+        names = sorted(self.item_files)
+        key = {**self.preparation, "sep": self.sep, "columns": self.columns, "encoding": self.encoding, "side": names}
+        files = [self.path] + [self.item_files[name] for name in names]
+        return cached_dataset(files, key, build, enabled=self.cache)

@@ -102,63 +102,62 @@ ML100K_GENRES = (
 
 
 def read_items(folder, release):
-    """({raw item id: title}, {raw item id: "Genre|Genre"}), both {} when the release has no item file."""
+    """{name: DataFrame(item, value)}: the release's titles, genres and years ({} without an item file)."""
     path = folder / release.items
     if not path.is_file():
-        return {}, {}
+        return {}
     if release.layout == "tab":  # u.item: id|title|date|video date|url|19 genre flags; Latin-1
-        items = pd.read_csv(path, sep="|", header=None, encoding="latin-1", dtype={0: np.int64, 1: str})
-        flags = items.iloc[:, 5:24].to_numpy(dtype=bool) if items.shape[1] >= 24 else None
-        genres = ["|".join(g for g, on in zip(ML100K_GENRES, row) if on) for row in flags] if flags is not None else []
-        ids, titles = items[0].to_numpy(), items[1].to_numpy()
-    elif release.layout == "csv":  # movies.csv: movieId,title,genres
-        items = pd.read_csv(path, dtype={0: np.int64}, encoding="utf-8")
-        ids, titles, genres = items.iloc[:, 0].to_numpy(), items.iloc[:, 1].to_numpy(), items.iloc[:, 2].tolist()
-    else:  # movies.dat: id::title::genres; titles may hold ':'
-        parts = [line.split("::") for line in path.read_bytes().decode("latin-1").splitlines() if line]
-        ids, titles, genres = [int(p[0]) for p in parts], [p[1] for p in parts], [p[2] for p in parts]
-    return dict(zip(ids, titles)), dict(zip(ids, genres))
+        items = pd.read_csv(path, sep="|", header=None, encoding="latin-1", dtype={0: np.int64, 1: str, 2: str})
+        ids, titles = items[0].to_numpy(), items[1]
+        years = items[2].str.extract(r"(\d{4})$", expand=False)  # release date, e.g. 01-Jan-1995
+        if items.shape[1] >= 24:
+            on = items.iloc[:, 5:24].to_numpy(dtype=bool)
+            rows, flags = np.nonzero(on)
+            genres = pd.DataFrame({"item": ids[rows], "value": np.asarray(ML100K_GENRES, dtype=object)[flags]})
+        else:
+            genres = pd.DataFrame({"item": [], "value": []})
+    else:
+        if release.layout == "csv":  # movies.csv: movieId,title,genres
+            items = pd.read_csv(path, dtype={0: np.int64}, encoding="utf-8")
+            ids, titles, listed = items.iloc[:, 0].to_numpy(), items.iloc[:, 1], items.iloc[:, 2]
+        else:  # movies.dat: id::title::genres; titles may hold ':'
+            parts = [line.split("::") for line in path.read_bytes().decode("latin-1").splitlines() if line]
+            ids = np.array([int(p[0]) for p in parts])
+            titles, listed = pd.Series([p[1] for p in parts]), pd.Series([p[2] for p in parts])
+        years = titles.str.extract(r"\((\d{4})\)\s*$", expand=False)  # "Toy Story (1995)"
+        genres = pd.DataFrame({"item": ids, "value": listed.str.split("|")}).explode("value")
+        genres = genres[genres["value"].notna() & (genres["value"] != "(no genres listed)")]
+    known_year = years.notna().to_numpy()
+    return {
+        "title": pd.DataFrame({"item": ids, "value": titles.to_numpy()}),
+        "genre": genres,
+        "year": pd.DataFrame({"item": ids[known_year], "value": years[known_year].astype(float).to_numpy()}),
+    }
 
 
 class MovieLensDataLoader(BaseDataLoader):
-    """MovieLens ratings -> implicit interactions.
+    """MovieLens ratings -> implicit interactions, with the items' titles, genres and years.
 
     data_dir: folder holding `<release>/` (downloaded there when missing and `download` is true).
     release: ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest-small.
     min_rating: ratings below it are dropped (0 keeps every rating as an interaction).
     k_core: keep users and items with at least k interactions, to a fixed point (0 = off).
-    split: random | leave_one_out | temporal | global_time (see data_loader/preparation.py).
-    test_fraction, valid_fraction: the split's shares (valid is carved from the training part).
     cache: keep the prepared data set next to the raw files and reuse it while neither changes.
-    batch_size, sampling, eval_batch_size, eval_negatives: see base/base_data_loader.py.
     """
 
-    def __init__(
-        self,
-        data_dir,
-        release="ml-100k",
-        min_rating=0,
-        k_core=0,
-        split="random",
-        test_fraction=0.2,
-        valid_fraction=0.1,
-        split_seed=2019,
-        download=True,
-        cache=True,
-        batch_size=1024,
-        sampling="user",
-        eval_batch_size=1024,
-        eval_negatives=0,
-        seed=0,
-    ):
+    def __init__(self, data_dir, release="ml-100k", min_rating=0, k_core=0, download=True, cache=True):
         if release not in RELEASES:
             raise ConfigError(
                 f"data_loader.args.release: unknown release '{release}' (available: {', '.join(RELEASES)})"
             )
-        self.preparation = preparation_args(min_rating, k_core, split, test_fraction, valid_fraction, split_seed)
+        self.preparation = preparation_args(min_rating, k_core)
         self.data_dir, self.release = Path(data_dir), release
         self.download, self.cache = download, cache
-        super().__init__(batch_size, sampling, eval_batch_size, seed, eval_negatives, protocol_seed=split_seed)
+
+    def input_files(self):
+        release = RELEASES[self.release]
+        folder = self.data_dir / self.release
+        return [folder / release.ratings, folder / release.items]
 
     def locate(self):
         """The release folder, downloaded first if it is missing and downloads are allowed."""
@@ -190,7 +189,6 @@ class MovieLensDataLoader(BaseDataLoader):
 
         def build():
             frame = read_ratings(ratings_path, release.layout)
-            titles, genres = read_items(folder, release)
-            return prepare(frame, str(ratings_path), titles=titles, genres=genres, **self.preparation)
+            return prepare(frame, str(ratings_path), side=read_items(folder, release), **self.preparation)
 
         return cached_dataset([ratings_path, folder / release.items], self.preparation, build, enabled=self.cache)

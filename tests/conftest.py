@@ -110,7 +110,8 @@ def load_default_config():
 def tiny_config(data_dir, save_dir, **changes):
     """The default config shrunk for tests: small model, 2 epochs, no wandb."""
     config = copy.deepcopy(load_default_config())
-    config["data_loader"]["args"].update(data_dir=str(data_dir), batch_size=128, download=False)
+    config["data_loader"]["args"].update(data_dir=str(data_dir), download=False)
+    config["batches"]["batch_size"] = 128
     config["arch"]["args"].update(embed_dim=16, layers=[16, 16])
     config["trainer"].update(epochs=2, save_dir=str(save_dir), save_period=1, keep_last=0)
     config["wandb"]["mode"] = "disabled"
@@ -121,6 +122,29 @@ def tiny_config(data_dir, save_dir, **changes):
             node = node[part]
         node[last] = value
     return config
+
+
+def prepared(loader, split=None, test=None, valid=None, seed=2019, candidates="all", eval_batch_size=1024, **batches):
+    """A data loader loaded and split as train.py does, with the given evaluation protocol and
+    batch settings (batch_size, sampling). By default the shipped configs' protocol: random 0.2 /
+    0.1; the source's own test for the benchmark layout; 1 / 1 for leave_one_out."""
+    from data_loader.benchmark import BenchmarkDataLoader
+    from data_loader.protocol import Protocol
+
+    split = split or ("source" if isinstance(loader, BenchmarkDataLoader) else "random")
+    defaults = {"source": (0, 0.1), "leave_one_out": (1, 1)}.get(split, (0.2, 0.1))
+    test = defaults[0] if test is None else test
+    valid = defaults[1] if valid is None else valid
+    return loader.prepare(Protocol(split, test, valid, seed, candidates, eval_batch_size), **batches)
+
+
+def data_of(config):
+    """The data loader a run of `config` (a dict or a ConfigParser) builds: loaded, split, batches set."""
+    from data_loader import build_data
+    from utils.parse_config import ConfigParser
+
+    config = config if isinstance(config, ConfigParser) else ConfigParser(copy.deepcopy(config))
+    return build_data(config, seed=config["seed"])
 
 
 def copy_tracked(target, leave_out=()):

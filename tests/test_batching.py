@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import prepared
 
 from data_loader.batching import PairBatches, SequenceBatches, UserRowBatches
 from data_loader.csv_loader import CSVDataLoader
@@ -13,13 +14,13 @@ from data_loader.movielens import MovieLensDataLoader
 def csv_loader(tmp_path, rows, **kwargs):
     path = tmp_path / "log.csv"
     pd.DataFrame(rows, columns=["user", "item", "time"]).to_csv(path, index=False)
-    args = dict(time_col="time", split="leave_one_out", valid_fraction=0.1, cache=False, batch_size=4)
-    return CSVDataLoader(str(tmp_path), "log.csv", **{**args, **kwargs})
+    protocol = {"split": "leave_one_out", "batch_size": 4, **kwargs}
+    return prepared(CSVDataLoader(str(tmp_path), "log.csv", time_col="time", cache=False), **protocol)
 
 
 def test_each_users_history_is_kept_in_time_order_ties_in_input_order(tmp_path):
     rows = [("a", "x", 5), ("a", "y", 1), ("a", "z", 3), ("a", "w", 3), ("b", "x", 2), ("b", "v", 1)]
-    loader = csv_loader(tmp_path, rows, split="random", valid_fraction=0.0, test_fraction=0.0)
+    loader = csv_loader(tmp_path, rows, split="random", valid=0.0, test=0.0)
     ds = loader.dataset
     indptr, items = ds.in_time_order(ds.train)
     names = [[ds.item_ids[i] for i in items[indptr[u] : indptr[u + 1]]] for u in range(ds.n_users)]
@@ -35,7 +36,9 @@ def test_leave_one_out_takes_the_latest_by_the_same_order(tmp_path):
 
 
 def test_sequence_targets_follow_their_inputs_and_negatives_are_unseen(tiny_data):
-    loader = MovieLensDataLoader(str(tiny_data), download=False, split="leave_one_out", cache=False, batch_size=8)
+    loader = prepared(
+        MovieLensDataLoader(str(tiny_data), download=False, cache=False), split="leave_one_out", batch_size=8
+    )
     ds = loader.dataset
     batches = SequenceBatches(loader, max_len=12, negatives=1)
     indptr, ordered = ds.in_time_order(ds.train)
@@ -58,7 +61,7 @@ def test_sequence_targets_follow_their_inputs_and_negatives_are_unseen(tiny_data
 
 
 def test_user_rows_visit_every_user_once_and_shards_agree(tiny_data):
-    loader = MovieLensDataLoader(str(tiny_data), download=False, cache=False, batch_size=7)
+    loader = prepared(MovieLensDataLoader(str(tiny_data), download=False, cache=False), batch_size=7)
     rows = UserRowBatches(loader)
     first = [b["users"] for b in rows]
     everyone = torch.cat(first).numpy()
@@ -77,7 +80,9 @@ def test_user_rows_visit_every_user_once_and_shards_agree(tiny_data):
 
 @pytest.mark.parametrize("piece", ["pairs", "rows", "sequences"])
 def test_resuming_the_generator_repeats_the_batches(tiny_data, piece):
-    loader = MovieLensDataLoader(str(tiny_data), download=False, split="leave_one_out", cache=False, batch_size=8)
+    loader = prepared(
+        MovieLensDataLoader(str(tiny_data), download=False, cache=False), split="leave_one_out", batch_size=8
+    )
     batches = {
         "pairs": lambda: PairBatches(loader, negatives=3),
         "rows": lambda: UserRowBatches(loader),

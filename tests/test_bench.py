@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, write_movielens_100k
+from conftest import ROOT, prepared, write_movielens_100k
 from test_models import write_benchmark
 
 from bench import baseline
@@ -103,7 +103,7 @@ def test_benchmark_compiled_step_is_timed_beside_the_eager_one(tmp_path):
 def test_baseline_adjacency_is_the_templates(tmp_path):
     """On a fixed split (the Gowalla layout), the dict-of-keys baseline builds the same Laplacian."""
     write_gowalla_layout(tmp_path / "gowalla")
-    ds = BenchmarkDataLoader(str(tmp_path / "gowalla"), valid_fraction=0.0).dataset
+    ds = prepared(BenchmarkDataLoader(str(tmp_path / "gowalla")), valid=0.0).dataset
     fast = normalized_adjacency(ds.train).toarray()
     plain = baseline.prepare("gowalla", tmp_path).toarray()
     np.testing.assert_allclose(plain, fast, rtol=1e-6)
@@ -112,11 +112,11 @@ def test_baseline_adjacency_is_the_templates(tmp_path):
 def test_baseline_ranking_scores_what_evaluation_scores(tmp_path):
     """The per-user heap ranking the benchmark times gives the template's Recall@20 + NDCG@20."""
     write_gowalla_layout(tmp_path / "gowalla", n_users=50, n_items=90, seed=1)
-    loader = BenchmarkDataLoader(str(tmp_path / "gowalla"), valid_fraction=0.0)
+    loader = prepared(BenchmarkDataLoader(str(tmp_path / "gowalla")), valid=0.0)
     torch.manual_seed(0)
     model = LightGCN(loader.dataset, n_layers=2).eval()
     assert model.fused  # the benchmark's baselines read the fused model's cache
-    test = loader.split_test()
+    test = loader.evaluation("test")
     metrics = parse_metrics(["recall@20", "ndcg@20"], METRICS)
     template = evaluate(model, test, metrics, "cpu")
     plain = baseline.evaluate(model, test, test.users) / len(test.users)

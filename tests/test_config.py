@@ -21,7 +21,7 @@ def test_default_config_is_valid_and_spells_out_every_contract_key():
     config = load_default_config()
     validate(config)
     for key in (
-        "data_loader.args.valid_fraction",
+        "evaluation.valid",
         "arch.args.node_dropout",
         "arch.args.message_dropout",
         "arch.args.impl",
@@ -29,7 +29,7 @@ def test_default_config_is_valid_and_spells_out_every_contract_key():
         "trainer.threads",
         "trainer.args.sync_every",
         "wandb.mode",
-        "data_loader.args.sampling",
+        "batches.sampling",
     ):
         node = config
         for part in key.split("."):
@@ -56,7 +56,7 @@ def test_overrides_and_shortcuts(tmp_path):
     )
     config = ConfigParser.from_args(parsed_args)
     assert config["optimizer"]["args"]["lr"] == 1  # --set comes after the shortcut
-    assert config["data_loader"]["args"]["batch_size"] == 512
+    assert config["batches"]["batch_size"] == 512
     assert config["trainer"]["epochs"] == 3 and config["trainer"]["threads"] == 1
     assert config["arch"]["args"]["layers"] == [16, 32]
     assert config["data_loader"]["args"]["data_dir"] == "/data"  # not JSON -> a plain string
@@ -69,7 +69,7 @@ def test_overrides_and_shortcuts(tmp_path):
     "override,message",
     [
         ("trainer.epoch=3", "the config has no key 'trainer.epoch'"),
-        ("optimizer.args.lr=fast", 'expected a number like the config\'s 0.0005, got "fast"'),
+        ("optimizer.args.lr=fast", 'optimizer.args.lr: expected a number > 0, got "fast"'),
         ("trainer.epochs=2.5", "expected an integer"),
         ("arch.args.layers=64", "expected a list"),
         ("nonsense", "expected KEY=VALUE"),
@@ -83,13 +83,34 @@ def test_bad_overrides(tmp_path, override, message):
 
 
 @pytest.mark.parametrize(
+    "override,value",
+    [
+        ("arch.args.impl=reference", "reference"),
+        ('arch.args.impl="fused"', "fused"),
+        ("evaluation.candidates=100", 100),
+        ("trainer.threads=2", 2),
+        ('trainer.args.sync_every="auto"', "auto"),
+    ],
+)
+def test_a_mode_and_a_count_stand_for_each_other_in_overrides(tmp_path, override, value):
+    """A string key ("auto", "all") takes a number and another string: the class checks the value."""
+    path = write_config(tmp_path / "c.json", load_default_config())
+    config = ConfigParser.from_args(args(config=str(path), set=[override]))
+    key = override.split("=")[0].split(".")
+    node = config.config
+    for part in key:
+        node = node[part]
+    assert node == value
+
+
+@pytest.mark.parametrize(
     "change,message",
     [
         (lambda c: c.pop("seed"), "seed: missing"),
         (lambda c: c.update(extra=1), r"unknown top-level key\(s\) \['extra'\]"),
         (lambda c: c["trainer"].update(monitor="max val_recall@50"), "'val_recall@50' is not computed"),
         (lambda c: c.update(metrics=["recall@0"]), "K >= 1"),
-        (lambda c: c["data_loader"]["args"].update(batch_size=-1), "batch_size: expected an integer >= 1"),
+        (lambda c: c["batches"].update(batch_size=-1), "batches.batch_size: expected an integer >= 1"),
         (lambda c: c["wandb"].update(mode="loud"), "wandb.mode: expected one of online, offline, disabled"),
         (lambda c: c["trainer"].update(speed=3), r"trainer: unknown key\(s\) \['speed'\]"),
         (lambda c: c["trainer"].update(threads=0), "trainer.threads: expected an integer >= 1"),

@@ -3,18 +3,18 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, prepared
 
 from base.interactions import Interactions, to_csr
 from data_loader import batching
 from data_loader.batching import PairBatches
 from data_loader.movielens import MovieLensDataLoader
-from data_loader.preparation import split_parts
+from data_loader.protocol import Protocol
 from utils.errors import ConfigError, DataError
 
 
 def split_per_user(users, test_fraction, valid_fraction, seed):
-    return split_parts(users, None, "random", test_fraction, valid_fraction, seed)
+    return Protocol("random", test_fraction, valid_fraction, seed).parts(users, np.arange(len(users)))
 
 
 class Data:
@@ -115,7 +115,7 @@ def test_sampler_distributions_match_the_plain_version():
 
 
 def test_generator_state_round_trip_gives_the_same_batches(tiny_data):
-    loader = MovieLensDataLoader(data_dir=str(tiny_data), download=False, batch_size=64)
+    loader = prepared(MovieLensDataLoader(data_dir=str(tiny_data), download=False), batch_size=64)
     pairs = PairBatches(loader)
     pairs.sample(10)
     state = loader.state_dict()
@@ -145,7 +145,7 @@ def test_no_possible_negative_is_a_clear_error():
 
 
 def test_movielens_loader_on_fixture(tiny_data):
-    loader = MovieLensDataLoader(data_dir=str(tiny_data), download=False, batch_size=64)
+    loader = prepared(MovieLensDataLoader(data_dir=str(tiny_data), download=False), batch_size=64)
     ds = loader.dataset
     assert ds.n_users == 60 and ds.item_titles[list(ds.item_ids).index(1)] == "Amélie (2001)"
     total = ds.train + ds.valid + ds.test
@@ -157,8 +157,8 @@ def test_movielens_loader_on_fixture(tiny_data):
 
 
 def test_min_rating_filters(tiny_data):
-    all_ratings = MovieLensDataLoader(data_dir=str(tiny_data), download=False).dataset
-    liked = MovieLensDataLoader(data_dir=str(tiny_data), download=False, min_rating=4).dataset
+    all_ratings = prepared(MovieLensDataLoader(data_dir=str(tiny_data), download=False)).dataset
+    liked = prepared(MovieLensDataLoader(data_dir=str(tiny_data), download=False, min_rating=4)).dataset
     total = lambda d: d.train.nnz + d.valid.nnz + d.test.nnz  # noqa: E731
     ratings = np.loadtxt(tiny_data / "ml-100k" / "u.data", dtype=np.int64)
     assert total(all_ratings) == len(ratings)
@@ -171,31 +171,35 @@ def test_malformed_line_names_file_and_line(tiny_data):
     lines[4] = "7\t12\tfive\t881250949"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"u\.data:5: rating must be a number, got 'five'"):
-        MovieLensDataLoader(data_dir=str(tiny_data), download=False)
+        prepared(MovieLensDataLoader(data_dir=str(tiny_data), download=False))
     lines[4] = "7\t12\t5"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"u\.data:5: expected 4 fields"):
-        MovieLensDataLoader(data_dir=str(tiny_data), download=False)
+        prepared(MovieLensDataLoader(data_dir=str(tiny_data), download=False))
 
 
 def test_missing_data_without_download_says_where(tmp_path):
     with pytest.raises(DataError, match="download is false.*ml-100k.zip"):
-        MovieLensDataLoader(data_dir=str(tmp_path), download=False)
+        prepared(MovieLensDataLoader(data_dir=str(tmp_path), download=False))
 
 
-@pytest.mark.parametrize("key,value", [("test_fraction", 1.5), ("valid_fraction", -0.1), ("sampling", "items")])
-def test_bad_loader_arguments(tiny_data, key, value):
-    with pytest.raises(ConfigError, match=key):
-        MovieLensDataLoader(data_dir=str(tiny_data), download=False, **{key: value})
+@pytest.mark.parametrize(
+    "key,value,where",
+    [("test", 1.5, "evaluation.test"), ("valid", -0.1, "evaluation.valid"), ("sampling", "items", "batches.sampling")],
+)
+def test_bad_protocol_and_batch_arguments(tiny_data, key, value, where):
+    with pytest.raises(ConfigError, match=where):
+        prepared(MovieLensDataLoader(data_dir=str(tiny_data), download=False), **{key: value})
 
 
 @pytest.mark.movielens
 def test_real_movielens_100k():
-    loader = MovieLensDataLoader(data_dir=str(SHARED_DATA), download=False)
-    ds = loader.dataset
+    ds = prepared(MovieLensDataLoader(data_dir=str(SHARED_DATA), download=False)).dataset
     assert (ds.n_users, ds.n_items) == (943, 1682)
     assert ds.train.nnz + ds.valid.nnz + ds.test.nnz == 100_000
     assert ds.test.nnz == 20_000  # 0.2 of every user's ratings (all users have >= 20)
     assert ds.item_titles[np.flatnonzero(ds.item_ids == 1)[0]] == "Toy Story (1995)"
-    assert ds.item_genres[np.flatnonzero(ds.item_ids == 1)[0]] == "Animation|Children's|Comedy"
+    toy_story = np.flatnonzero(ds.item_ids == 1)
+    assert ds.item_attributes["genre"].joined(toy_story)[0] == "Animation|Children's|Comedy"
+    assert ds.item_numbers["year"][toy_story[0]] == 1995
     assert isinstance(ds.train, sp.csr_matrix)

@@ -7,13 +7,14 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, read_jsonl, run, tiny_config, write_config
+from conftest import ROOT, prepared, read_jsonl, run, tiny_config, write_config
 from test_download import make_zip, server  # noqa: F401 - the fixture
 
 from data_loader import movielens
 from data_loader.csv_loader import CSVDataLoader
 from data_loader.movielens import MovieLensDataLoader
-from data_loader.preparation import k_core_filter, split_parts
+from data_loader.preparation import k_core_filter
+from data_loader.protocol import Protocol
 from utils.errors import ConfigError, DataError
 
 
@@ -56,12 +57,13 @@ def write_release(data_dir, release, ratings):
 def test_every_release_layout_reads_the_same_interactions(tmp_path, release):
     ratings = fake_ratings()
     write_release(tmp_path, release, ratings)
-    ds = MovieLensDataLoader(str(tmp_path), release=release, download=False, cache=False).dataset
+    ds = prepared(MovieLensDataLoader(str(tmp_path), release=release, download=False, cache=False)).dataset
     assert (ds.n_users, ds.n_items) == (ratings["user"].nunique(), ratings["item"].nunique())
     assert ds.train.nnz + ds.valid.nnz + ds.test.nnz == len(ratings)
     item = int(ds.item_ids[0])
     assert ds.item_titles[0] == f"Movie: part {item} (1999)"  # titles with ':' survive the '::' layout
-    assert ds.item_genres[0] == "Drama|Comedy"
+    assert ds.item_attributes["genre"].joined([0])[0] == "Comedy|Drama"  # the values, sorted
+    assert ds.item_numbers["year"][0] == 1999
 
 
 def test_download_of_a_release_whose_zip_folder_has_another_name(tmp_path, server, monkeypatch):  # noqa: F811
@@ -76,7 +78,7 @@ def test_download_of_a_release_whose_zip_folder_has_another_name(tmp_path, serve
             movielens.RELEASES["ml-10m"], url=f"{base}/ml-10m.zip", md5=hashlib.md5(archive).hexdigest()
         ),
     )
-    loader = MovieLensDataLoader(str(tmp_path / "data"), release="ml-10m", download=True)
+    loader = prepared(MovieLensDataLoader(str(tmp_path / "data"), release="ml-10m", download=True))
     assert loader.dataset.n_users == 40
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["ml-10m"]
 
@@ -89,7 +91,7 @@ def test_truncated_archive_is_rejected_and_removed(tmp_path, server, monkeypatch
         movielens.RELEASES, "ml-1m", dataclasses.replace(movielens.RELEASES["ml-1m"], url=f"{base}/ml-1m.zip", md5=None)
     )
     with pytest.raises(DataError, match="not a readable zip|corrupt"):
-        MovieLensDataLoader(str(tmp_path / "data"), release="ml-1m", download=True)
+        prepared(MovieLensDataLoader(str(tmp_path / "data"), release="ml-1m", download=True))
     assert not (tmp_path / "data").exists()  # the data folder was made for the download: removed with it
 
 
@@ -123,7 +125,9 @@ def test_k_core_reaches_its_fixed_point():
 def split_of(split, test_fraction=0.2, valid_fraction=0.1, seed=0):
     ratings = fake_ratings(seed=seed)
     users = ratings["user"].to_numpy()
-    part = split_parts(users, ratings["time"].to_numpy(), split, test_fraction, valid_fraction, seed)
+    if split == "leave_one_out":
+        test_fraction, valid_fraction = 1, 1
+    part = Protocol(split, test_fraction, valid_fraction, seed).parts(users, ratings["time"].to_numpy())
     return ratings.assign(part=part)
 
 
@@ -160,21 +164,21 @@ def test_cache_is_reused_and_rebuilt_on_any_change(tmp_path, caplog):
     ratings = fake_ratings()
     folder = write_release(tmp_path, "ml-100k", ratings)
     caplog.set_level(logging.INFO, logger="data")
-    first = MovieLensDataLoader(str(tmp_path), download=False).dataset
+    first = prepared(MovieLensDataLoader(str(tmp_path), download=False)).dataset
     assert "cached in" in caplog.text
     caplog.clear()
-    second = MovieLensDataLoader(str(tmp_path), download=False).dataset
+    second = prepared(MovieLensDataLoader(str(tmp_path), download=False)).dataset
     assert "loaded from" in caplog.text
     for name in ("train", "valid", "test"):
         assert (getattr(first, name) != getattr(second, name)).nnz == 0
     np.testing.assert_array_equal(first.item_ids, second.item_ids)
     assert list(first.item_titles) == list(second.item_titles)
     caplog.clear()
-    MovieLensDataLoader(str(tmp_path), download=False, split_seed=7)  # another preparation
+    prepared(MovieLensDataLoader(str(tmp_path), download=False, min_rating=2))  # another preparation
     assert "cached in" in caplog.text
     caplog.clear()
     ratings.iloc[:-1].to_csv(folder / "u.data", sep="\t", header=False, index=False)  # the raw file changed
-    changed = MovieLensDataLoader(str(tmp_path), download=False).dataset
+    changed = prepared(MovieLensDataLoader(str(tmp_path), download=False)).dataset
     assert "cached in" in caplog.text
     assert changed.train.nnz + changed.valid.nnz + changed.test.nnz == len(ratings) - 1
 
@@ -206,18 +210,13 @@ def test_csv_with_string_ids_trains_and_exports(tmp_path):
             "time_col": "time",
             "min_rating": None,
             "k_core": 0,
-            "split": "leave_one_out",
-            "test_fraction": 0.2,
-            "valid_fraction": 0.1,
-            "split_seed": 1,
+            "item_files": None,
             "cache": True,
-            "batch_size": 64,
-            "sampling": "user",
-            "eval_batch_size": 1024,
-            "eval_negatives": 0,
             "encoding": "utf-8",
         },
     }
+    config["batches"]["batch_size"] = 64
+    config["evaluation"].update(split="leave_one_out", test=1, valid=1, seed=1)
     result = run("train.py", "-c", write_config(tmp_path / "c.json", config), "--run-id", "csv")
     assert result.returncode == 0, result.stderr[-2000:]
     folder = tmp_path / "saved" / "models" / config["name"] / "csv"
@@ -232,23 +231,22 @@ def test_csv_bad_input(tmp_path):
     good = "user,item,rating\na,x,5\nb,y,4\n"
     path = write_csv(tmp_path / "a.csv", good)
     with pytest.raises(ConfigError, match=r"item_col: .* has no column 'movie' \(its header: user, item, rating"):
-        CSVDataLoader(str(tmp_path), str(path), item_col="movie")
+        prepared(CSVDataLoader(str(tmp_path), str(path), item_col="movie"))
     path = write_csv(tmp_path / "b.csv", good + "c,z,lots\n")
     with pytest.raises(DataError, match=r"b\.csv:4: rating must be a number, got 'lots'"):
-        CSVDataLoader(str(tmp_path), str(path), rating_col="rating", cache=False)
+        prepared(CSVDataLoader(str(tmp_path), str(path), rating_col="rating", cache=False))
     path = write_csv(tmp_path / "c.csv", good + "c,z,3,extra\n")
     with pytest.raises(DataError, match=r"c\.csv.*line 4"):
-        CSVDataLoader(str(tmp_path), str(path), rating_col="rating", cache=False)
+        prepared(CSVDataLoader(str(tmp_path), str(path), rating_col="rating", cache=False))
     with pytest.raises(DataError, match="nothing is left after the 5-core filter"):
-        CSVDataLoader(str(tmp_path), str(write_csv(tmp_path / "d.csv", good)), k_core=5, cache=False)
+        prepared(CSVDataLoader(str(tmp_path), str(write_csv(tmp_path / "d.csv", good)), k_core=5, cache=False))
     with pytest.raises(DataError, match="no rating is >= data_loader.args.min_rating = 6"):
-        CSVDataLoader(
-            str(tmp_path), str(write_csv(tmp_path / "e.csv", good)), rating_col="rating", min_rating=6, cache=False
-        )
-    with pytest.raises(ConfigError, match="needs data_loader.args.time_col"):
-        CSVDataLoader(str(tmp_path), str(path), split="temporal")
+        e_csv = write_csv(tmp_path / "e.csv", good)
+        prepared(CSVDataLoader(str(tmp_path), str(e_csv), rating_col="rating", min_rating=6, cache=False))
+    with pytest.raises(ConfigError, match="needs the time of each interaction.*data_loader.args.time_col"):
+        prepared(CSVDataLoader(str(tmp_path), "a.csv", cache=False), split="temporal")
     with pytest.raises(DataError, match="nowhere.csv not found"):
-        CSVDataLoader(str(tmp_path), str(tmp_path / "nowhere.csv"))
+        prepared(CSVDataLoader(str(tmp_path), str(tmp_path / "nowhere.csv")))
 
 
 def test_users_without_test_items_are_counted_not_averaged(tmp_path):
@@ -256,10 +254,8 @@ def test_users_without_test_items_are_counted_not_averaged(tmp_path):
     rows = [("solo", "x", 1)] + [(f"u{u}", f"i{i}", t) for u in range(5) for t, i in enumerate(range(4))]
     path = tmp_path / "f.csv"
     pd.DataFrame(rows, columns=["user", "item", "time"]).to_csv(path, index=False)
-    loader = CSVDataLoader(
-        str(tmp_path), str(path), time_col="time", split="leave_one_out", valid_fraction=0.0, cache=False
-    )
-    test = loader.split_test()
+    loader = prepared(CSVDataLoader(str(tmp_path), str(path), time_col="time", cache=False), "leave_one_out", 1, 0)
+    test = loader.evaluation("test")
     assert test.n_skipped == 1 and len(test.users) == 5
 
 
@@ -274,5 +270,7 @@ def test_shipped_configs_spell_out_every_loader_argument():
         from data_loader import DATA_LOADERS
 
         cls = DATA_LOADERS[config["data_loader"]["type"]]
-        params = set(inspect.signature(cls).parameters) - {"seed"}
-        assert params == set(config["data_loader"]["args"]), path.name
+        assert set(inspect.signature(cls).parameters) == set(config["data_loader"]["args"]), path.name
+        assert set(inspect.signature(Protocol).parameters) == set(config["evaluation"]), path.name
+        batch_settings = set(inspect.signature(cls.prepare).parameters) - {"self", "protocol", "seed"}
+        assert batch_settings == set(config["batches"]), path.name

@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
-from conftest import ROOT, read_jsonl, run, small_dataset, tiny_config, write_config
+from conftest import ROOT, data_of, read_jsonl, run, small_dataset, tiny_config, write_config
 
 import model.graph as graph_module
-from data_loader.movielens import MovieLensDataLoader
 from model import METRICS
 from model.loss import bpr_loss
 from model.mf import MF
@@ -52,7 +51,7 @@ def two_ranks(monkeypatch):
 
 def test_the_trainer_reduces_its_loss_on_the_training_device(tmp_path, tiny_data, two_ranks, monkeypatch):
     config = ConfigParser(tiny_config(tiny_data, tmp_path / "saved"))
-    data = MovieLensDataLoader(**config["data_loader"]["args"])
+    data = data_of(config)
     device = torch.device("meta")
     model = MF(data.dataset, embed_dim=4).to(device)
     trainer = Trainer(
@@ -185,7 +184,7 @@ def test_evaluation_on_the_test_device_equals_the_cpus(device):
 
 
 def evaluation_loader(ds):
-    from base.base_data_loader import EvalLoader
+    from data_loader.protocol import EvalLoader
 
     heldout = ds.train.copy()
     heldout.data[::2] = 0

@@ -8,7 +8,7 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import SHARED_DATA, write_movielens_100k
+from conftest import SHARED_DATA, prepared, write_movielens_100k
 
 from data_loader import movielens
 from data_loader.download import fetch_archive
@@ -115,5 +115,5 @@ def test_movielens_loader_downloads_the_release_when_missing(tmp_path, server, m
         movielens.RELEASES["ml-100k"], url=f"{base}/ml-100k.zip", md5=hashlib.md5(archive).hexdigest()
     )
     monkeypatch.setitem(movielens.RELEASES, "ml-100k", release)
-    loader = MovieLensDataLoader(data_dir=str(tmp_path / "data"), download=True)
+    loader = prepared(MovieLensDataLoader(data_dir=str(tmp_path / "data"), download=True))
     assert loader.dataset.n_users == 943 and (tmp_path / "data" / "ml-100k" / "u.item").is_file()

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, one_line_error, read_jsonl, run, tiny_config, write_config
+from conftest import ROOT, data_of, one_line_error, prepared, read_jsonl, run, tiny_config, write_config
 
 from data_loader.csv_loader import CSVDataLoader
 from data_loader.movielens import MovieLensDataLoader
@@ -143,7 +143,7 @@ def test_resuming_with_more_processes_gives_each_rank_its_own_stream(setup, monk
         monkeypatch.setattr(distributed, "world_size", lambda: 2)
         trainer = Trainer.__new__(Trainer)
         trainer.logger = __import__("logging").getLogger("test")
-        trainer.data_loader = MovieLensDataLoader(**config["data_loader"]["args"])
+        trainer.data_loader = data_of(config)
         trainer._load_extra_state(checkpoint)
         from utils.checkpoint import set_rng_state
 
@@ -172,11 +172,11 @@ def test_a_checkpoint_of_other_data_is_refused_unless_asked(setup, tmp_path):
     train_ok("-c", path, "--run-id", "d")
     best = runs / "d" / "model_best.pth"
     other = tiny_config(config["data_loader"]["args"]["data_dir"], tmp_path / "saved")
-    other["data_loader"]["args"]["split_seed"] = 7  # the same files, another split: held-out items leak
+    other["evaluation"]["seed"] = 7  # the same files, another split: held-out items leak
     line = one_line_error(run("test.py", "-r", best, "-c", write_config(tmp_path / "o.json", other)))
     assert "was trained on other data than this config prepares" in line
-    result = run("test.py", "-r", best, "--set", "data_loader.args.split_seed=7")
-    assert result.returncode == 0 and "going on, as --set data_loader.* asked" in result.stdout
+    result = run("test.py", "-r", best, "--set", "evaluation.seed=7")
+    assert result.returncode == 0 and "going on, as --set data_loader.* / evaluation.* asked" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -207,14 +207,14 @@ def test_a_checkpoint_with_bad_inner_values_is_a_clear_error(setup, tmp_path, ch
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "another data set", "short arrays"])
 def test_a_damaged_cache_is_removed_and_rebuilt(tmp_path, tiny_data, damage, caplog):
-    first = MovieLensDataLoader(str(tiny_data), download=False).dataset
+    first = prepared(MovieLensDataLoader(str(tiny_data), download=False)).dataset
     (cache,) = (tiny_data / "ml-100k" / ".prepared").glob("*.npz")
     if damage == "empty":
         cache.write_bytes(b"")
     elif damage == "truncated":
         cache.write_bytes(cache.read_bytes()[:200])
     elif damage == "another data set":
-        MovieLensDataLoader(str(tiny_data), download=False, split_seed=5)
+        prepared(MovieLensDataLoader(str(tiny_data), download=False, min_rating=4))
         other = max((tiny_data / "ml-100k" / ".prepared").glob("*.npz"), key=os.path.getmtime)
         cache.write_bytes(other.read_bytes())
     else:
@@ -223,7 +223,7 @@ def test_a_damaged_cache_is_removed_and_rebuilt(tmp_path, tiny_data, damage, cap
         arrays["train_indptr"] = arrays["train_indptr"][:5]
         np.savez(cache, **arrays)
     caplog.set_level("INFO", logger="data")
-    again = MovieLensDataLoader(str(tiny_data), download=False).dataset
+    again = prepared(MovieLensDataLoader(str(tiny_data), download=False)).dataset
     assert "is damaged" in caplog.text and "cached in" in caplog.text
     assert (again.train != first.train).nnz == 0 and (again.test != first.test).nnz == 0
     assert not list((tiny_data / "ml-100k" / ".prepared").glob("*.tmp"))
@@ -329,7 +329,7 @@ def test_the_checkpoint_location_decides_where_a_resume_writes(setup, tmp_path):
     [
         ("seed=-1", "seed: expected an integer >= 0 and <= 4294967295, got -1"),
         ("seed=4294967296", "seed: expected an integer >= 0 and <= 4294967295"),
-        ("data_loader.args.split_seed=-5", "data_loader.args.split_seed: expected an integer >= 0"),
+        ("evaluation.seed=-5", "evaluation.seed: expected an integer >= 0"),
         (
             'lr_scheduler={"type": "LambdaLR", "args": {"lr_lambda": "lambda e: 0.9 ** e"}}',
             "LambdaLR takes a Python function",
@@ -357,8 +357,8 @@ def test_a_latin1_config_and_csv_name_the_encoding(tmp_path):
     assert "c.json:1: not UTF-8 text (byte 0xe9); save the config as UTF-8" in line
     (tmp_path / "log.csv").write_bytes("user,item\nJos\xe9,x\nAnn,y\n".encode("latin-1"))
     with pytest.raises(Exception, match=r"log\.csv:2: not utf-8 text .* data_loader\.args\.encoding"):
-        CSVDataLoader(str(tmp_path), "log.csv", cache=False)
-    ds = CSVDataLoader(str(tmp_path), "log.csv", encoding="latin-1", cache=False, test_fraction=0.0).dataset
+        prepared(CSVDataLoader(str(tmp_path), "log.csv", cache=False))
+    ds = prepared(CSVDataLoader(str(tmp_path), "log.csv", encoding="latin-1", cache=False), test=0.0).dataset
     assert "José" in list(ds.user_ids)
 
 
@@ -439,13 +439,13 @@ def test_a_second_interrupt_during_a_save_waits_for_it(tmp_path):
 
 def test_csv_ids_1_and_1_0_are_one_user_and_big_ids_stay_exact(tmp_path, tiny_data):
     (tmp_path / "a.csv").write_text("user,item\n1,10\n1.0,11\n2,10\n2,12\n")
-    ds = CSVDataLoader(str(tmp_path), "a.csv", cache=False, test_fraction=0.0, valid_fraction=0.0).dataset
+    ds = prepared(CSVDataLoader(str(tmp_path), "a.csv", cache=False), test=0.0, valid=0.0).dataset
     assert list(ds.user_ids) == [1, 2] and ds.user_ids.dtype == np.int64
     big = 2**53 + 1  # float64 would merge it with 2^53
     lines = (tiny_data / "ml-100k" / "u.data").read_text().splitlines()
     lines += [f"{big}\t1\t5\t881250949", f"{big - 1}\t2\t5\t881250949", f"{big - 1}\t3\t5\t881250950"]
     (tiny_data / "ml-100k" / "u.data").write_text("\n".join(lines) + "\n")
-    ds = MovieLensDataLoader(str(tiny_data), download=False, cache=False).dataset
+    ds = prepared(MovieLensDataLoader(str(tiny_data), download=False, cache=False)).dataset
     assert {big, big - 1} <= set(ds.user_ids.tolist()) and ds.n_users == 62
 
 
@@ -454,10 +454,13 @@ def test_nothing_to_evaluate_is_said(tmp_path):
     config = json.loads((ROOT / "configs" / "mf_ml100k.json").read_text())
     config["data_loader"] = {
         "type": "CSVDataLoader",
-        "args": {"data_dir": str(tmp_path), "path": "one.csv", "cache": False, "valid_fraction": 0.0},
+        "args": {"data_dir": str(tmp_path), "path": "one.csv", "cache": False},
     }
+    config["evaluation"]["valid"] = 0
     config["trainer"].update(save_dir=str(tmp_path / "saved"), epochs=1, monitor="off")
     config["wandb"]["mode"] = "disabled"
     train_ok("-c", write_config(tmp_path / "c.json", config), "--run-id", "n")
     line = one_line_error(run("test.py", "-r", tmp_path / "saved" / "models" / config["name"] / "n" / "model_best.pth"))
-    assert "nothing to evaluate: no user has a test item after the split" in line
+    assert (
+        "nothing to evaluate: the split (split random (test 0.2, valid 0" in line and "holds out no test items" in line
+    )

@@ -98,7 +98,7 @@ def test_metric_names_are_checked():
 
 
 def test_sampled_candidates_are_the_heldout_items_and_unseen_ones():
-    from base.base_data_loader import sampled_candidates
+    from data_loader.protocol import sampled_candidates
 
     rng = np.random.default_rng(0)
     known = sp.csr_matrix((rng.random((30, 200)) < 0.1).astype(np.float32))

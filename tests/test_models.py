@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, SHARED_DATA, read_jsonl, run, small_dataset
+from conftest import ROOT, SHARED_DATA, prepared, read_jsonl, run, small_dataset
 
 from data_loader.benchmark import BenchmarkDataLoader
 from model.graph import normalized_adjacency
@@ -62,10 +62,10 @@ def test_benchmark_loader_keeps_the_files_split(tmp_path):
         train_lines.append(" ".join(map(str, [user, *sorted(items[:9])])))
         test_lines.append(" ".join(map(str, [user, *sorted(items[9:])])))
     folder = write_benchmark(tmp_path / "bench", train_lines, test_lines)
-    no_valid = BenchmarkDataLoader(str(folder), valid_fraction=0.0).dataset
+    no_valid = prepared(BenchmarkDataLoader(str(folder)), valid=0.0).dataset
     assert no_valid.train.nnz == 30 * 9 and no_valid.test.nnz == 30 * 3 and no_valid.valid.nnz == 0
-    assert BenchmarkDataLoader(str(folder), valid_fraction=0.0).split_validation() is None
-    carved = BenchmarkDataLoader(str(folder), valid_fraction=0.2).dataset
+    assert prepared(BenchmarkDataLoader(str(folder)), valid=0.0).evaluation("valid") is None
+    carved = prepared(BenchmarkDataLoader(str(folder)), valid=0.2).dataset
     assert carved.train.nnz + carved.valid.nnz == 30 * 9 and carved.valid.nnz == 30 * 2
     assert (carved.test != no_valid.test).nnz == 0
 
@@ -73,9 +73,9 @@ def test_benchmark_loader_keeps_the_files_split(tmp_path):
 def test_benchmark_loader_errors(tmp_path):
     folder = write_benchmark(tmp_path / "b", ["0 1 2", "1 2 x3"], ["0 3"])
     with pytest.raises(DataError, match=r"train\.txt:2: ids must be integers, got 'x3'"):
-        BenchmarkDataLoader(str(folder))
+        prepared(BenchmarkDataLoader(str(folder)))
     with pytest.raises(DataError, match="is not a folder"):
-        BenchmarkDataLoader(str(tmp_path / "nowhere"))
+        prepared(BenchmarkDataLoader(str(tmp_path / "nowhere")))
 
 
 MOVIELENS_CONFIGS = ["config.json", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("*.json"))]
@@ -144,7 +144,7 @@ def test_gowalla_configs_train_and_evaluate_the_last_epoch(tmp_path, name):
 
 @pytest.mark.gowalla
 def test_real_gowalla_split_loads():
-    ds = BenchmarkDataLoader(str(SHARED_DATA / "gowalla"), valid_fraction=0.0).dataset
+    ds = prepared(BenchmarkDataLoader(str(SHARED_DATA / "gowalla")), valid=0.0).dataset
     assert (ds.n_users, ds.n_items) == (29858, 40981)
     assert ds.train.nnz == 810_128 and ds.test.nnz == 217_242
     assert Path(SHARED_DATA / "gowalla" / "train.txt").is_file()

@@ -44,7 +44,8 @@ def test_scores_come_from_the_history_given():
 
 def test_every_user_once_an_epoch_and_resume_is_exact(tmp_path, tiny_data):
     config = json.loads((ROOT / "configs" / "multvae_ml100k.json").read_text())
-    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False, batch_size=16)
+    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config["batches"]["batch_size"] = 16
     config["arch"]["args"].update(hidden=[16], latent=8, anneal_steps=5)
     runs, straight, resumed = straight_and_resumed(tmp_path, config)
     half = torch.load(runs / "part" / "checkpoint-epoch2.pth", weights_only=True)

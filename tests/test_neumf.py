@@ -39,7 +39,8 @@ def test_batches_have_k_negatives_and_the_loss_is_bce():
 
 def test_trains_resumes_exactly_and_exports(tmp_path, tiny_data):
     config = json.loads((ROOT / "configs" / "pointwise_ml100k.json").read_text())
-    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False, batch_size=64)
+    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config["batches"]["batch_size"] = 64
     config["arch"]["args"].update(embed_dim=8, mlp_layers=[16, 8])
     runs, _, _ = straight_and_resumed(tmp_path, config)
     history = read_jsonl(runs / "straight" / "metrics.jsonl")

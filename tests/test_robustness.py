@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, load_default_config, run, run_script, send_signal, tiny_config, write_config
+from conftest import ROOT, data_of, load_default_config, run, run_script, send_signal, tiny_config, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -85,7 +85,6 @@ def test_killing_a_writer_never_corrupts_the_checkpoint(tmp_path):
 
 def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_best(tmp_path, tiny_data):
     from base.base_trainer import TrainingError
-    from data_loader.movielens import MovieLensDataLoader
     from model import METRICS
     from model.loss import bpr_loss
     from model.ngcf import NGCF
@@ -95,7 +94,7 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_best(tmp_path, tiny_d
 
     config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=3)
     parsed = ConfigParser(config)
-    data = MovieLensDataLoader(**config["data_loader"]["args"])
+    data = data_of(config)
     model = NGCF(data.dataset, embed_dim=8, layers=[8])
     calls = {"n": 0}
 
@@ -112,7 +111,7 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_best(tmp_path, tiny_d
         parsed,
         torch.device("cpu"),
         data_loader=data,
-        valid_data_loader=data.split_validation(),
+        valid_data_loader=data.evaluation("valid"),
     )
     n_batches = len(trainer.batches)
     folder = tmp_path / "run"

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run, straight_and_resumed
+from conftest import ROOT, prepared, run, straight_and_resumed
 
 from data_loader.movielens import MovieLensDataLoader
 from model.sasrec import SASRec
@@ -13,7 +13,9 @@ from model.sasrec import SASRec
 
 @pytest.fixture
 def loader(tiny_data):
-    return MovieLensDataLoader(str(tiny_data), download=False, split="leave_one_out", cache=False, batch_size=8)
+    return prepared(
+        MovieLensDataLoader(str(tiny_data), download=False, cache=False), split="leave_one_out", batch_size=8
+    )
 
 
 def model_for(dataset, **kwargs):
@@ -70,7 +72,8 @@ def test_full_softmax_option_trains(loader):
 
 def test_resume_is_exact_and_the_sampled_protocol_ranks_among_101(tmp_path, tiny_data):
     config = json.loads((ROOT / "configs" / "sasrec_ml100k.json").read_text())
-    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False, batch_size=16)
+    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config["batches"]["batch_size"] = 16
     config["arch"]["args"].update(embed_dim=8, max_len=10)
     config["trainer"]["eval_period"] = 1
     runs, _, _ = straight_and_resumed(tmp_path, config)
@@ -79,7 +82,7 @@ def test_resume_is_exact_and_the_sampled_protocol_ranks_among_101(tmp_path, tiny
     full = json.loads((runs / "straight" / "test_metrics.json").read_text())
     # the paper's protocol: the test item among 100 sampled items the user never had (this data set
     # has 80 items, so a user's candidates are every item they never had)
-    result = run("test.py", "-r", best, "--set", "data_loader.args.eval_negatives=100")
+    result = run("test.py", "-r", best, "--set", "evaluation.candidates=100")
     assert result.returncode == 0 and "100 sampled negatives" in result.stdout
     sampled = json.loads((runs / "straight" / "test_metrics.json").read_text())
     assert sampled["hit@10"] >= full["hit@10"]  # fewer competitors: never a worse rank

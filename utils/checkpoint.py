@@ -116,7 +116,7 @@ def load_weights(model, checkpoint, path):
 
 def check_data(checkpoint, fingerprint, path, deliberate, logger):
     """The checkpoint was trained on this data set (the same prepared splits). With `deliberate`
-    (the user changed data_loader.* on the command line) a difference is a warning, else an error."""
+    (the user changed data_loader.* or evaluation.* on the command line) a difference is a warning, else an error."""
     saved = checkpoint.get("data_fingerprint")
     if saved is None or saved == fingerprint:
         return
@@ -125,11 +125,11 @@ def check_data(checkpoint, fingerprint, path, deliberate, logger):
         f"data fingerprint {saved}, now {fingerprint})"
     )
     if deliberate:
-        logger.warning(f"{message}; going on, as --set data_loader.* asked")
+        logger.warning(f"{message}; going on, as --set data_loader.* / evaluation.* asked")
         return
     raise CheckpointError(
         f"{message}; its held-out items may be training items here. Give the data the checkpoint was "
-        "trained on, or change data_loader.* with --set to go on on purpose"
+        "trained on, or change data_loader.* or evaluation.* with --set to go on on purpose"
     )
 
 

@@ -19,7 +19,7 @@ __all__ = ["ConfigParser", "apply_override", "parse_metric_name", "parse_set_opt
 # The command-line shortcuts and the config key each one sets.
 SHORTCUTS = {
     "lr": "optimizer.args.lr",
-    "bs": "data_loader.args.batch_size",
+    "bs": "batches.batch_size",
     "epochs": "trainer.epochs",
     "threads": "trainer.threads",
 }
@@ -37,13 +37,15 @@ def _type_name(value):
 
 
 def _same_json_type(old, new):
-    """Whether `new` may replace `old`: the same JSON type (an integer may stand for a number)."""
+    """Whether `new` may replace `old`: the same JSON type, except that strings and numbers stand
+    for each other (a mode such as "auto" or "all" beside a count or a size: each class checks its
+    own values), and an integer may stand for a number."""
     if old is None:
         return True
-    if old == "auto":  # 'auto' or a number of its own (trainer.threads, trainer.args.sync_every)
-        return new == "auto" or (isinstance(new, int) and not isinstance(new, bool))
     if isinstance(old, bool) or isinstance(new, bool):
         return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, str) or isinstance(new, str):
+        return isinstance(old, (str, int, float)) and isinstance(new, (str, int, float))
     if isinstance(old, float):
         return isinstance(new, (int, float))
     return isinstance(new, type(old))
@@ -173,8 +175,17 @@ class ConfigParser:
         if taken:
             raise ConfigError(f"{key}.args.{taken[0]}: set by the template itself; remove it from the config")
         module_args.update(kwargs)
-        self._check_signature(cls, key, section["type"], args, module_args)
+        self._check_signature(cls, f"{key}.args", section["type"], args, module_args)
         return cls, module_args
+
+    def init_section(self, key, cls, *args, **kwargs):
+        """Build `cls(*args, **config[key], **kwargs)` from a section without a type: its keys are
+        the keyword arguments (`evaluation`, `batches`), checked against cls's signature."""
+        section = self.config.get(key)
+        if not isinstance(section, dict):
+            raise ConfigError(f"{key}: expected an object")
+        self._check_signature(cls, key, cls.__name__, args, {**section, **kwargs})
+        return cls(*args, **section, **kwargs)
 
     def init_ftn(self, key, namespace):
         """A loss: `fn(output, step)` with the config's arguments bound."""
@@ -193,7 +204,7 @@ class ConfigParser:
         return section
 
     @staticmethod
-    def _check_signature(cls, key, name, args, kwargs):
+    def _check_signature(cls, where, name, args, kwargs):
         try:
             signature = inspect.signature(cls)
         except (TypeError, ValueError):  # some builtins have no signature; let them check
@@ -202,7 +213,7 @@ class ConfigParser:
             signature.bind(*args, **kwargs)
         except TypeError as e:
             accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
-            raise ConfigError(f"{key}.args: {name} {e} (accepted: {', '.join(accepted)})") from None
+            raise ConfigError(f"{where}: {name} {e} (accepted: {', '.join(accepted)})") from None
 
     def __getitem__(self, name):
         return self.config[name]

@@ -18,6 +18,7 @@ from pathlib import Path
 from utils.errors import CheckpointError, RunFolderError
 
 LOCK_NAME = ".lock"
+RUN_FILE_SUFFIXES = (".pth", ".json", ".jsonl", ".png", ".log")  # what a run and test.py write in its folder
 
 
 class RunLock:

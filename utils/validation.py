@@ -13,6 +13,8 @@ REQUIRED_KEYS = (
     "seed",
     "data_loader.type",
     "data_loader.args.data_dir",
+    "batches",
+    "evaluation",
     "arch.type",
     "arch.args",
     "metrics",
@@ -28,6 +30,8 @@ TOP_LEVEL_KEYS = {
     "name",
     "seed",
     "data_loader",
+    "batches",
+    "evaluation",
     "arch",
     "loss",
     "metrics",
@@ -52,6 +56,17 @@ TRAINER_KEYS = {
 WANDB_MODES = ("online", "offline", "disabled")
 AMP_MODES = ("off", "bf16")
 METRIC_PATTERN = re.compile(r"^([a-z_][a-z0-9_]*)@([0-9]+)$")
+# Keys that moved out of data_loader.args when the evaluation protocol became its own section.
+MOVED = {
+    "split": "evaluation.split",
+    "test_fraction": "evaluation.test",
+    "valid_fraction": "evaluation.valid",
+    "split_seed": "evaluation.seed",
+    "eval_negatives": 'evaluation.candidates ("all" for 0)',
+    "eval_batch_size": "evaluation.batch_size",
+    "batch_size": "batches.batch_size",
+    "sampling": "batches.sampling",
+}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -142,8 +157,16 @@ def validate(config, for_training=True):
     if lr is not None:
         checks.number("optimizer.args.lr", lr, low=0, low_open=True)
     data_args = config["data_loader"].get("args", {})
-    if "batch_size" in data_args:
-        checks.positive_int("data_loader.args.batch_size", data_args["batch_size"])
+    moved = [key for key in data_args if key in MOVED]
+    if moved:
+        raise ConfigError(
+            f"data_loader.args.{moved[0]} is now {MOVED[moved[0]]}: the data loader reads the data, the "
+            "`evaluation` section holds the protocol and `batches` the training batches (see README)"
+        )
+    for section in ("batches", "evaluation"):
+        if not isinstance(config[section], dict):
+            checks.fail(section, "an object", config[section])
+    checks.positive_int("batches.batch_size", config["batches"].get("batch_size", 1))
     data_dir = data_args["data_dir"]
     if not (isinstance(data_dir, str) and data_dir.strip()):
         checks.fail("data_loader.args.data_dir", "a folder path (a non-empty string)", data_dir)

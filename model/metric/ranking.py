@@ -8,6 +8,12 @@ def recall(hits, n_relevant):
     return hits.sum(dim=1) / n_relevant.clamp(min=1)
 
 
+def nrecall(hits, n_relevant):
+    """Normalized Recall@K: hits in the top K / min(K, held-out items), 1 when every place the
+    user could fill is a hit (the MultVAE paper's recall, and the competition's metric)."""
+    return hits.sum(dim=1) / n_relevant.clamp(min=1, max=hits.shape[1])
+
+
 def precision(hits, n_relevant):
     """Precision@K: hits in the top K / K."""
     return hits.sum(dim=1) / hits.shape[1]
