@@ -164,7 +164,7 @@ class Protocol:
             `valid` at random from the rest.
         none: nothing held out: train on everything (then `test.py --topk-out` writes a submission).
     test, valid: how much is held out, per user (see the module's docstring); `last_random` takes
-        {"last": N, "random": M}. global_time takes shares.
+        {"last": N, "random": M} (or 0). global_time takes shares.
     seed: the split's and the sampled candidates' seed (apart from the config's `seed`, so every
         run is scored on the same held-out items).
     candidates: "all" ranks every item; N ranks each user's held-out items among N sampled items
@@ -181,9 +181,9 @@ class Protocol:
         for name, value in (("test", test), ("valid", valid)):
             key = f"evaluation.{name}"
             if split == "last_random":
-                if not (isinstance(value, dict) and set(value) == {"last", "random"}):
-                    checks.fail(key, 'an object {"last": N, "random": M} (counts or shares)', value)
-                for part, amount in value.items():
+                if not (isinstance(value, dict) and set(value) == {"last", "random"}) and value != 0:
+                    checks.fail(key, 'an object {"last": N, "random": M} (counts or shares), or 0', value)
+                for part, amount in (value or {}).items():
                     check_amount(f"{key}.{part}", amount)
             elif split == "leave_one_out":
                 checks.one_of(key, value, (0, 1))
@@ -199,6 +199,8 @@ class Protocol:
             checks.integer("evaluation.candidates", candidates, low=1)
         checks.positive_int("evaluation.batch_size", batch_size)
         checks.one_of("evaluation.export", export, EXPORT_FORMATS)
+        if split == "last_random":  # 0: nothing held out
+            test, valid = (value or {"last": 0, "random": 0} for value in (test, valid))
         self.split_name, self.test, self.valid, self.seed = split, test, valid, seed
         self.candidates, self.batch_size, self.export = candidates, batch_size, export
 

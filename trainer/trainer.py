@@ -44,7 +44,7 @@ class Trainer(BaseTrainer):
         self.batches = module.train_batches(data_loader) if data_loader is not None else ()
         super().__init__(model, criterion, metric_ftns, optimizer, config, device, lr_scheduler, writer, checkpoint)
         if valid_data_loader is None:
-            self.disable_monitor("No validation split (valid_fraction = 0)")
+            self.disable_monitor("Nothing is held out for validation")
         if sync_every != "auto" and not (checks.is_int(sync_every) and sync_every >= 1):
             checks.fail("trainer.args.sync_every", "'auto' or a positive integer", sync_every)
         device_type = getattr(device, "type", "cpu")
