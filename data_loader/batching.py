@@ -89,9 +89,9 @@ class Batches:
 
 class PairBatches(Batches):
     """(user, positive, negatives) batches: users (B,), pos_items (B,), neg_items (B,), or (B, k)
-    with negatives = k > 1; B = data_loader.args.batch_size.
+    with negatives = k > 1; B = batches.batch_size.
 
-    data_loader.args.sampling 'user' (as both NGCF and LightGCN reference codes): a user uniformly
+    batches.sampling 'user' (as both NGCF and LightGCN reference codes): a user uniformly
     among users with training items, then one of their items; 'interaction': a training
     interaction uniformly (weights active users more). As the references, an epoch is
     n_train // B + 1 batches, shared out over the ranks of a torchrun job.
@@ -150,7 +150,7 @@ class PairBatches(Batches):
 
 class UserRowBatches(Batches):
     """Whole training rows, every user with training items once an epoch, shuffled:
-    users (B,) and rows (B, n_items) float32 0/1; B = data_loader.args.batch_size users."""
+    users (B,) and rows (B, n_items) float32 0/1; B = batches.batch_size users."""
 
     def __init__(self, data):
         super().__init__(data)
@@ -175,7 +175,7 @@ class SequenceBatches(Batches):
     negatives (B, L): per position an item the user has not interacted with in training (with
     negatives = 1; none with negatives = 0, for a full softmax). Items are given as index + 1,
     0 being the padding, at the same positions in all three. Every user with at least two
-    training items once an epoch, shuffled; B = data_loader.args.batch_size users.
+    training items once an epoch, shuffled; B = batches.batch_size users.
     """
 
     def __init__(self, data, max_len, negatives=1):

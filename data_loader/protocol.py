@@ -10,10 +10,11 @@ It decides
 
 The metrics are the config's `metrics`; trainer/evaluation.py computes them from one top-K.
 
-How much a split holds out, per user (`test`, `valid`): a count (an integer, e.g. 2) or a share of
-the user's interactions (a number below 1, e.g. 0.2); `last_random` takes {"last": .., "random": ..}
-with each part a count or a share. A user always keeps at least one training interaction, so a
-short history holds out less; how many users that touched is logged.
+How much a split holds out, per user (`test`, `valid`): a count (an integer, e.g. 2) or a share (a
+number below 1, e.g. 0.2) of the interactions still there to choose from (all of the user's for
+test; what test left for valid; what `last` left for `random`). `last_random` takes {"last": ..,
+"random": ..}, each a count or a share. A user always keeps at least one training interaction, so
+a short history holds out less; how many users that touched is logged.
 """
 
 import logging
@@ -61,18 +62,17 @@ def rank_in_user(users, key):
 
 
 def pick(users, eligible, key, amount):
-    """(chosen, short): bool (N,) rows chosen, per user the `amount` eligible rows with the lowest
-    `key`, always leaving at least one eligible row; and how many users got fewer than asked."""
+    """(chosen, short): bool (N,), per user the `amount` eligible rows with the lowest `key`, always
+    leaving at least one eligible row; and the users (array) who got fewer than asked."""
     rows = np.flatnonzero(eligible)
     chosen = np.zeros(len(users), dtype=bool)
     if len(rows) == 0:
-        return chosen, 0
+        return chosen, np.zeros(0, dtype=users.dtype)
     rank, count = rank_in_user(users[rows], key[rows])
     wanted = per_user(amount, count)
     allowed = np.minimum(wanted, count - 1)
     chosen[rows[rank < allowed]] = True
-    first = rank == 0  # one row per user
-    return chosen, int((wanted[first] > allowed[first]).sum())
+    return chosen, np.unique(users[rows][wanted > allowed])
 
 
 class EvalBatch(NamedTuple):
@@ -287,10 +287,10 @@ class Protocol:
             chosen, short = self._choose(users, eligible, random_key, recent_key, amount)
             part[chosen] = code
             eligible &= ~chosen
-            if short:
+            if len(short):
                 name = "test" if code == 2 else "valid"
                 logger.info(
-                    f"{short} users have too few interactions for evaluation.{name} = {amount}: they hold out "
+                    f"{len(short)} users have too few interactions for evaluation.{name} = {amount}: they hold out "
                     "fewer (at least one interaction stays in training)"
                 )
         return part
@@ -302,7 +302,7 @@ class Protocol:
             return pick(users, eligible, recent_key, amount)
         last, short_last = pick(users, eligible, recent_key, amount["last"])  # last_random
         drawn, short_drawn = pick(users, eligible & ~last, random_key, amount["random"])
-        return last | drawn, max(short_last, short_drawn)
+        return last | drawn, np.union1d(short_last, short_drawn)
 
     # -- what is ranked out, and which items are ranked ---------------------------------------
 
