@@ -39,9 +39,9 @@ def _type_name(value):
 def _same_json_type(old, new):
     """Whether `new` may replace `old`: the same JSON type, except that strings and numbers stand
     for each other (a mode such as "auto" or "all" beside a count or a size: each class checks its
-    own values), an integer may stand for a number, and null may stand for an object (an optional
-    section or set of files)."""
-    if old is None or (new is None and isinstance(old, dict)):
+    own values), an integer may stand for a number, and null or a number may stand for an object
+    (an optional section; `evaluation.test` of one split beside another's)."""
+    if old is None or (isinstance(old, dict) and (new is None or isinstance(new, (int, float)))):
         return True
     if isinstance(old, bool) or isinstance(new, bool):
         return isinstance(old, bool) and isinstance(new, bool)
