@@ -1,6 +1,7 @@
 """Growing the template: a new model is one file, a new project is one command, sweeps run locally."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -73,3 +74,27 @@ def test_sweep_agent_style_arguments(tmp_path, tiny_data):
     assert saved["trainer"]["epochs"] == 1 and saved["optimizer"]["args"]["lr"] == 0.01
     result = run_script("train.py", "-c", path, "--bogus")
     assert result.returncode == 2 and "unrecognized argument: --bogus" in result.stderr
+
+
+def test_the_github_workflow_selects_its_tests_without_the_data_sets(tmp_path):
+    """The hosted runner has no MovieLens or Gowalla: the workflow's -m leaves those tests out, and
+    CI=true must not stop the run for tests that are not selected (it does for selected ones)."""
+    workflow = (ROOT / ".github" / "workflows" / "tests.yml").read_text()
+    selections = [
+        line.split("pytest -m ")[1].strip().strip('"') for line in workflow.splitlines() if "pytest -m " in line
+    ]
+    assert selections == ["not slow and not movielens and not gowalla", "slow and not movielens and not gowalla"]
+    env = {**os.environ, "CI": "true", "RECSYS_SHARED_DATA": str(tmp_path / "no-data")}
+    for marks in selections:
+        command = [sys.executable, "-m", "pytest", "-m", marks, "--collect-only", "-q", "-p", "no:cacheprovider"]
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "tests collected" in result.stdout and "test_real_movielens_100k" not in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "movielens", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "CI=true but the real data is not at" in result.stdout + result.stderr
