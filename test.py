@@ -19,11 +19,10 @@ import pandas as pd
 import torch
 
 from data_loader import build_data
-from logger.logger import close_logging, get_logger, setup_logging
+from logger.logger import close_logging, get_logger, run_main, setup_logging
 from model import METRICS, MODELS
 from trainer.evaluation import checked_scores, evaluate, parse_metrics, rank_out, top_k_items
 from utils.checkpoint import check_data, load_checkpoint, load_weights
-from utils.cli import run_main
 from utils.device import resolve_device
 from utils.errors import ConfigError, DataError
 from utils.files import write_atomic, write_json

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from base.base_trainer import TrainingError
 from data_loader import DATA_LOADERS, build_data, check_data_config
-from logger.logger import attach_log_file, close_log_files, close_logging, get_logger, setup_logging
+from logger.logger import attach_log_file, close_log_files, close_logging, get_logger, run_main, setup_logging
 from logger.plot import plot_history
 from logger.wandb_writer import WandbWriter, check_wandb
 from model import LOSSES, METRICS, MODELS
@@ -24,7 +24,7 @@ from trainer import TRAINERS
 from trainer.evaluation import parse_metrics
 from utils import distributed
 from utils.checkpoint import check_data, load_checkpoint
-from utils.cli import LR_SCHEDULERS, OPTIMIZERS, check_scheduler, listing, run_main
+from utils.cli import LR_SCHEDULERS, OPTIMIZERS, check_scheduler, listing
 from utils.device import configure_device, resolve_device
 from utils.errors import ConfigError, RunFolderError
 from utils.files import write_json

@@ -1,7 +1,7 @@
 """The data source contract: a data loader reads its files into one `Interactions`, nothing else.
 
 The template then splits it by the evaluation protocol (data_loader/protocol.py, the config's
-`evaluation` section) and cuts training batches from it (data_loader/batching.py, the config's
+`evaluation` section) and cuts training batches from it (base/batching.py, the config's
 `batches` section); the generator every batch is drawn from lives here, so a checkpoint keeps it.
 """
 
@@ -22,7 +22,7 @@ class BaseDataLoader(ABC):
     After prepare:
     dataset: the split Interactions; protocol: what evaluates it.
     batch_size: training batch size, read by the batching pieces (pairs, user rows, sequences).
-    sampling: how pair batches pick users ('user' or 'interaction'; see data_loader/batching.py).
+    sampling: how pair batches pick users ('user' or 'interaction'; see base/batching.py).
     seed: the generator of the training batches (the config's `seed`; one stream per rank).
     """
 

@@ -3,11 +3,17 @@
 import torch
 
 from base.base_model import BaseModel
-from model.fast.masks import keep_mask
 from utils import checks
 from utils.errors import ConfigError
 
 IMPLS = ("auto", "reference", "fused")
+
+
+def bernoulli_keep_mask(shape, p, device=None, dtype=torch.bool):
+    """A mask of `shape` with each entry kept (True, or 1.0 for a float dtype) with probability 1 - p."""
+    keep = torch.empty(shape, device=device, dtype=torch.float32 if dtype == torch.bool else dtype)
+    keep.bernoulli_(1 - p)
+    return keep.bool() if dtype == torch.bool else keep
 
 
 class GraphModel(BaseModel):
@@ -23,8 +29,9 @@ class GraphModel(BaseModel):
     train()/eval() switch or load_state_dict.
     """
 
-    # Where the masks of both dropouts come from; tests put fixed masks here.
-    keep_mask = staticmethod(keep_mask)
+    # Where the masks of both dropouts come from when set: tests put fixed masks here. Otherwise the
+    # reference path draws torch's Bernoulli masks and the fused one model/fast's (masks.py).
+    mask_source = None
 
     def __init__(self, impl="auto"):
         super().__init__()
@@ -64,11 +71,13 @@ class GraphModel(BaseModel):
         self._fused, choice = self._choose_impl(torch.device(device))
         return "; ".join(line for line in (placed, f"{type(self).__name__}: impl {self.impl} -> {choice}") if line)
 
-    def dropout(self, x, p):
-        """Standard dropout while training: x ⊙ keep / (1 - p), each entry kept with probability 1 - p."""
+    def dropout(self, x, p, draw=bernoulli_keep_mask):
+        """Standard dropout while training: x ⊙ keep / (1 - p), each entry kept with probability 1 - p;
+        `draw(shape, p, device, dtype)` makes the mask (unless mask_source is set)."""
         if not self.training or p == 0:
             return x
-        return x * self.keep_mask(x.shape, p, x.device, x.dtype) * (1.0 / (1.0 - p))
+        draw = self.mask_source or draw
+        return x * draw(x.shape, p, x.device, x.dtype) * (1.0 / (1.0 - p))
 
     def full_scores(self, users, history):
         """(B, n_items): e_uᵀ e_i for every item; graph models rank from the embeddings alone."""

@@ -2,7 +2,7 @@
 
 A model is built from the data set, `Model(dataset=Interactions, **arch.args)`, and says:
 - which batches it learns from: `train_batches(data)`, built from the pieces in
-  data_loader/batching.py (default: BPR pairs, one negative per positive); an empty iterable
+  base/batching.py (default: BPR pairs, one negative per positive); an empty iterable
   means it has nothing to train (a closed-form or counting model);
 - how it fits in closed form, if it does: `fit(dataset)`, called once before training by train.py
   (never again on resume, never by test.py: the fitted weights are in the checkpoint);
@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 
 import torch.nn as nn
 
-from data_loader.batching import PairBatches
+from base.batching import PairBatches
 from utils.errors import ContractError
 
 

@@ -5,13 +5,13 @@ Knows nothing about recommendation: a subclass implements `_train_epoch(epoch) -
 
 import copy
 import json
+import logging
 import math
 from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
 
-from logger.logger import get_logger
 from utils import distributed
 from utils.checkpoint import load_weights, rng_state, save_checkpoint, set_rng_state
 from utils.errors import CheckpointError, RunFolderError
@@ -36,7 +36,7 @@ class BaseTrainer(ABC):
         self, model, criterion, metric_ftns, optimizer, config, device, lr_scheduler=None, writer=None, checkpoint=None
     ):
         self.config = config
-        self.logger = get_logger("trainer")
+        self.logger = logging.getLogger("trainer")
         # model may be wrapped in DistributedDataParallel; `module` is the model itself.
         self.model, self.module = model, getattr(model, "module", model)
         self.criterion, self.metric_ftns = criterion, metric_ftns

@@ -113,8 +113,8 @@ def run_model(
     import numpy as np
     import torch
 
+    from base.batching import PairBatches
     from bench import baseline, floor
-    from data_loader.batching import PairBatches
     from model import METRICS
     from model.lightgcn import LightGCN
     from model.loss import bpr_loss

@@ -2,7 +2,7 @@
 
 Files starting with `_` are not loaded; your copy is found by its class name
 (`"data_loader": {"type": "MyDataLoader", "args": {...}}`). A data loader only reads its source
-into an `Interactions`; the `evaluation` section splits it and data_loader/batching.py cuts the
+into an `Interactions`; the `evaluation` section splits it and base/batching.py cuts the
 batches of whatever model trains.
 """
 

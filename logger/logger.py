@@ -4,7 +4,10 @@ file as soon as its folder exists (the lines logged before it are written to it 
 import json
 import logging
 import logging.config
+import sys
 from pathlib import Path
+
+from utils.errors import UserError
 
 CONFIG_PATH = Path(__file__).with_name("logger_config.json")
 
@@ -79,6 +82,18 @@ def log_to_files(message, level=logging.ERROR):
     for handler in logging.getLogger().handlers:
         if isinstance(handler, (logging.FileHandler, _Buffer)):
             handler.handle(record)
+
+
+def run_main(main, args):
+    """Run main(args); a user mistake becomes one line on stderr (and the log file's last line when
+    one is open) and exit code 2."""
+    try:
+        main(args)
+    except UserError as e:
+        log_to_files(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def close_logging():

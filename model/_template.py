@@ -20,7 +20,7 @@ class MyModel(BaseModel):
         self.item_embedding = nn.Embedding(dataset.n_items, embed_dim)
 
     # train_batches(data) is inherited: BPR pairs {users, pos_items, neg_items}, each (B,).
-    # Override it to learn from other batches (data_loader/batching.py), e.g.
+    # Override it to learn from other batches (base/batching.py), e.g.
     #     return PairBatches(data, negatives=4)      # pointwise: neg_items (B, 4)
 
     def forward(self, batch):

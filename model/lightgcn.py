@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from base.base_graph_model import GraphModel
 from model.fast.lightgcn import fused_mean_of_layers
+from model.fast.masks import keep_mask
 from model.graph import SparseGraph, normalized_adjacency
 from utils import checks
 
@@ -47,7 +48,7 @@ class LightGCN(GraphModel):
         if not self.fused:
             e = self.mean_of_layers()
             return e if nodes is None else torch.index_select(e, 0, nodes)
-        values = self.dropout(self.graph.values, self.edge_dropout)
+        values = self.dropout(self.graph.values, self.edge_dropout, keep_mask)  # model/fast's masks
         return fused_mean_of_layers(self.graph, self.embedding.weight, self.n_layers, values, nodes)
 
     def propagate(self):

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from base.base_model import BaseModel
-from data_loader.batching import UserRowBatches
+from base.batching import UserRowBatches
 from utils import checks
 
 

@@ -8,14 +8,14 @@ product of the user's and the item's embeddings (eq. 9), and an MLP over their c
 
 It learns pointwise: binary cross-entropy on each observed pair (label 1) and on `negatives`
 unobserved items sampled per observed one (label 0; eq. 7, model/loss/bce.py), which
-data_loader/batching.py's PairBatches draws.
+base/batching.py's PairBatches draws.
 """
 
 import torch
 import torch.nn as nn
 
 from base.base_model import BaseModel
-from data_loader.batching import PairBatches
+from base.batching import PairBatches
 from utils import checks
 
 

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from base.base_graph_model import GraphModel
+from model.fast.masks import keep_mask
 from model.fast.ngcf import fused_layers
 from model.fast.pairs import pair_scores
 from model.graph import ADJACENCY_MODES, SparseGraph, normalized_adjacency
@@ -117,11 +118,12 @@ class NGCF(GraphModel):
         if not self.fused:
             layers = self.embeddings()
             return layers if nodes is None else [torch.index_select(layer, 0, nodes) for layer in layers]
-        values = self.dropout(self.graph.values, self.node_dropout)  # drawn first, as in embeddings()
+        draw = self.mask_source or keep_mask  # model/fast's masks
+        values = self.dropout(self.graph.values, self.node_dropout, draw)  # drawn first, as in embeddings()
         p = self.message_dropout if self.training else 0.0
         ego = self.embedding.weight
         args = (self.graph, ego, self.w1, self.w2, self.adjacency, self.leaky_slope, p, values)
-        return fused_layers(*args, nodes=nodes, draw_mask=self.keep_mask)
+        return fused_layers(*args, nodes=nodes, draw_mask=draw)
 
     def final_parts(self, layers):
         """The parts of e* (eq. 9): the layers, each L2-normalised first with normalize_layers."""

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from base.base_model import BaseModel
-from data_loader.batching import SequenceBatches
+from base.batching import SequenceBatches
 from utils import checks
 from utils.errors import ConfigError
 

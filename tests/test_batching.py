@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import prepared
 
-from data_loader.batching import PairBatches, SequenceBatches, UserRowBatches
+from base.batching import PairBatches, SequenceBatches, UserRowBatches
 from data_loader.csv_loader import CSVDataLoader
 from data_loader.movielens import MovieLensDataLoader
 

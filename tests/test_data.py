@@ -5,9 +5,9 @@ import pytest
 import scipy.sparse as sp
 from conftest import SHARED_DATA, prepared
 
+from base import batching
+from base.batching import PairBatches
 from base.interactions import Interactions, to_csr
-from data_loader import batching
-from data_loader.batching import PairBatches
 from data_loader.movielens import MovieLensDataLoader
 from data_loader.protocol import Protocol
 from utils.errors import ConfigError, DataError

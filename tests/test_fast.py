@@ -86,7 +86,7 @@ def test_fused_ngcf_equals_the_reference(adjacency, bias, dropout, which, layers
     probes = [torch.randn(n if nodes is None else len(nodes), d, dtype=torch.float64) for d in (8, *layers)]
 
     def value_and_grads(model):
-        model.keep_mask = FixedMasks(masks, rows)
+        model.mask_source = FixedMasks(masks, rows)
         layers_out = model.layers_at(nodes)
         loss = sum((layer * probe).sum() for layer, probe in zip(layers_out, probes))
         return [layer.detach() for layer in layers_out], torch.autograd.grad(loss, list(model.parameters()))
@@ -148,7 +148,7 @@ def test_fused_lightgcn_equals_the_reference(edge_dropout, which):
     probe = torch.randn(ds.n_users + ds.n_items if nodes is None else len(nodes), 6, dtype=torch.float64)
 
     def value_and_grad(model):
-        model.keep_mask = FixedMasks(masks)
+        model.mask_source = FixedMasks(masks)
         final = model.final_embeddings(nodes)
         (grad,) = torch.autograd.grad((final * probe).sum(), [model.embedding.weight])
         return final.detach(), grad

@@ -1,11 +1,10 @@
-"""What train.py and test.py share: the torch classes a config may name, --list, and the error exit."""
+"""What train.py and test.py share: the torch classes a config may name, and --list."""
 
 import inspect
-import sys
 
 import torch
 
-from utils.errors import ConfigError, UserError
+from utils.errors import ConfigError
 from utils.registry import summary
 
 
@@ -60,17 +59,3 @@ def listing(models, data_loaders, trainers, losses, metrics):
             lines.append(f"  ! {reason}")
         lines.append("")
     return "\n".join(lines).rstrip()
-
-
-def run_main(main, args):
-    """Run main(args); a user mistake becomes one line on stderr (and the log file's last line when
-    one is open) and exit code 2."""
-    from logger.logger import log_to_files
-
-    try:
-        main(args)
-    except UserError as e:
-        log_to_files(f"error: {e}")
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0

@@ -6,6 +6,8 @@ import math
 import numpy as np
 import torch
 
+from base.base_graph_model import bernoulli_keep_mask
+
 
 def random_words(count, device=None):
     """`count` uniformly random int64 words, decided by torch's generator (torch.manual_seed and
@@ -23,9 +25,7 @@ def keep_mask(shape, p, device=None, dtype=torch.bool):
     multiple of 1/65536; a float mask there costs less to make and to multiply by than a bool one."""
     device = torch.device(device or "cpu")
     if device.type != "cpu":
-        keep = torch.empty(shape, device=device, dtype=torch.float32 if dtype == torch.bool else dtype)
-        keep.bernoulli_(1 - p)
-        return keep.bool() if dtype == torch.bool else keep
+        return bernoulli_keep_mask(shape, p, device, dtype)
     numel = math.prod(shape)
     words = random_words(-(-numel // 4), device)
     uniform16 = words.view(torch.int16)[:numel].view(shape)  # uniform on [-32768, 32767]
