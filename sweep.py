@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from utils.errors import ConfigError
 from utils.files import read_jsonl, write_atomic
+from utils.runs import RunFolder
 from utils.util import read_json
 
 ROOT = Path(__file__).resolve().parent
@@ -63,7 +64,7 @@ def run_one(sweep, sweep_path, index, settings, base):
         raise
     seconds = time.perf_counter() - started
     save_dir = Path(overrides.get("trainer.save_dir", base["trainer"]["save_dir"]))
-    metrics = save_dir / "models" / base["name"] / run_id / "metrics.jsonl"
+    metrics = RunFolder(save_dir, base["name"], run_id).metrics
     history = read_jsonl(metrics) if metrics.is_file() else []
     best = max(history, key=lambda h: h.get(sweep["metric"], float("-inf")), default={})
     status = "ok" if process.returncode == 0 else (stderr.strip().splitlines() or [f"exit {process.returncode}"])[-1]

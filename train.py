@@ -90,7 +90,7 @@ def epochs_option(values):
     if len(values) != 2 or values[0] != "best-of":
         raise ConfigError(f"--epochs: expected N or 'best-of RUN', got {' '.join(values)!r}")
     run = Path(values[1])
-    best = (run.parent if run.is_file() else run) / "model_best.pth"
+    best = RunFolder.at(run.parent if run.is_file() else run).best
     if not best.is_file():
         raise ConfigError(
             f"--epochs best-of {values[1]}: {best} not found (give a run folder that has a model_best.pth)"
@@ -250,7 +250,7 @@ def main(args):
             if checkpoint is not None and not continuing:  # a new run that starts from another's checkpoint
                 resolved["_parent"] = {"checkpoint": str(args.resume), "epoch": checkpoint["epoch"]}
                 config.config = resolved
-            write_json(resolved, run.path / "config.json")
+            write_json(resolved, run.config)
             attach_log_file(run.log_dir)
         logger.info(f"Run folder: {run.path}")
         wandb_cfg = config["wandb"]
@@ -264,7 +264,7 @@ def main(args):
             run_id=checkpoint.get("wandb_run_id") if checkpoint else None,
             enabled=rank == 0,
         )
-        trainer.set_output(run.path, writer, continuing=continuing)
+        trainer.set_output(run, writer, continuing=continuing)
         exit_code = 1
         try:
             trainer.train()
@@ -276,7 +276,7 @@ def main(args):
             writer.finish(exit_code)
         if rank == 0:
             best = trainer.best_epoch if trainer.mnt_mode != "off" else None
-            curves = (run.path / "metrics.jsonl", run.path / "curves.png", trainer.mnt_metric, logger)
+            curves = (run.metrics, run.curves, trainer.mnt_metric, logger)
             plot_history(*curves, resumed_from=trainer.resumed_from, best_epoch=best)
     finally:
         if rank == 0 and not finished and not continuing and run.created:

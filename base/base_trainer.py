@@ -52,7 +52,7 @@ class BaseTrainer(ABC):
         self.best_epoch = 0
         self.start_epoch = 1
         self.step = 0
-        self.checkpoint_dir = self.metrics_path = None  # the run folder, given by set_output once it exists
+        self.run = None  # the run folder (utils/runs.py: RunFolder), given by set_output once it exists
         self.saved_epochs = []
         self.resumed_from = None  # the checkpoint's epoch when this run continues one
         self._wrote = False  # whether this run has saved a checkpoint or a metrics line
@@ -73,20 +73,14 @@ class BaseTrainer(ABC):
     def _load_extra_state(self, state):
         pass
 
-    def set_output(self, run_dir, writer=None, continuing=False):
-        """Where checkpoints and metrics go (the run folder, now created) and the experiment writer.
-        continuing: the folder is the resumed checkpoint's own; its history after the checkpoint's
-        epoch is cut, and its earlier epoch checkpoints count towards keep_last."""
-        self.checkpoint_dir, self.writer = run_dir, writer
-        self.metrics_path = run_dir / "metrics.jsonl"
+    def set_output(self, run, writer=None, continuing=False):
+        """Where checkpoints and metrics go (`run`, the RunFolder, now created) and the experiment
+        writer. continuing: the folder is the resumed checkpoint's own; its history after the
+        checkpoint's epoch is cut, and its earlier epoch checkpoints count towards keep_last."""
+        self.run, self.writer = run, writer
         if continuing and self.resumed_from is not None:
             self._truncate_metrics(self.resumed_from)
-            existing = []
-            for path in run_dir.glob("checkpoint-epoch*.pth"):
-                epoch = path.stem.removeprefix("checkpoint-epoch")
-                if epoch.isdigit() and int(epoch) <= self.resumed_from:
-                    existing.append(int(epoch))
-            self.saved_epochs = sorted(existing)
+            self.saved_epochs = [epoch for epoch in run.epoch_checkpoints() if epoch <= self.resumed_from]
 
     def saved_anything(self):
         """Whether this run has written a checkpoint or a line of metrics (else its folder is empty)."""
@@ -102,7 +96,7 @@ class BaseTrainer(ABC):
 
     def train(self):
         """The full loop. Returns the list of per-epoch logs of this call."""
-        if self.checkpoint_dir is None:
+        if self.run is None:
             raise RunFolderError("the trainer has no run folder: call set_output(run_dir) before train()")
         history = []
         epoch = self.start_epoch - 1
@@ -167,7 +161,7 @@ class BaseTrainer(ABC):
     def _save_on_interrupt(self, epoch):
         """Ctrl-C or SIGTERM during `epoch`: that epoch is abandoned; the last finished one is saved."""
         finished = self._finished["epoch"] if self._finished is not None else epoch - 1
-        path = self.checkpoint_dir / f"checkpoint-epoch{finished}.pth"
+        path = self.run.checkpoint(finished)
         if not self.is_main:
             return
         if self._finished is not None:
@@ -184,7 +178,7 @@ class BaseTrainer(ABC):
         """A write failed during `epoch` (e.g. a full disk): try once more to save the finished epoch."""
         if not self.is_main or self._finished is None:
             return
-        path = self.checkpoint_dir / f"checkpoint-epoch{self._finished['epoch']}.pth"
+        path = self.run.checkpoint(self._finished["epoch"])
         try:
             save_checkpoint(self._finished, path)
             self._wrote = True
@@ -197,7 +191,7 @@ class BaseTrainer(ABC):
 
     def _append_metrics(self, log):
         if self.is_main:
-            append_line(self.metrics_path, json.dumps(log))
+            append_line(self.run.metrics, json.dumps(log))
             self._wrote = True
 
     def _state(self, epoch):
@@ -222,17 +216,17 @@ class BaseTrainer(ABC):
             return
         self._wrote = True
         if best:
-            path = self.checkpoint_dir / "model_best.pth"
+            path = self.run.best
             save_checkpoint(state, path)
             self.logger.info(f"Saving current best: {path}")
             return
-        path = self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth"
+        path = self.run.checkpoint(epoch)
         save_checkpoint(state, path)
         self.logger.info(f"Saving checkpoint: {path}")
         self.saved_epochs.append(epoch)
         while self.keep_last and len(self.saved_epochs) > self.keep_last:
             old = self.saved_epochs.pop(0)
-            (self.checkpoint_dir / f"checkpoint-epoch{old}.pth").unlink(missing_ok=True)
+            self.run.checkpoint(old).unlink(missing_ok=True)
 
     def resume(self, checkpoint, path):
         """Load a checkpoint's state into the model, optimizer, scheduler, counters and generators.
@@ -293,7 +287,7 @@ class BaseTrainer(ABC):
 
     def _truncate_metrics(self, last_epoch):
         """Forget figures of epochs after the checkpoint, so the history reads as one straight run."""
-        if not self.is_main or not self.metrics_path.is_file():
+        if not self.is_main or not self.run.metrics.is_file():
             return
-        kept = [record for record in read_jsonl(self.metrics_path) if record.get("epoch", 0) <= last_epoch]
-        write_atomic(self.metrics_path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept)), binary=False)
+        kept = [record for record in read_jsonl(self.run.metrics) if record.get("epoch", 0) <= last_epoch]
+        write_atomic(self.run.metrics, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept)), binary=False)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from utils.checkpoint import load_checkpoint
 from utils.errors import CheckpointError, ConfigError
 from utils.parse_config import apply_override, parse_set_option, validate
+from utils.runs import RunFolder
 
 
 @pytest.mark.slow
@@ -114,9 +115,10 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_best(tmp_path, tiny_d
         valid_data_loader=data.evaluation("valid"),
     )
     n_batches = len(trainer.batches)
-    folder = tmp_path / "run"
-    folder.mkdir()
-    trainer.set_output(folder)
+    run = RunFolder(tmp_path, "test", "run")
+    run.path.mkdir(parents=True)
+    trainer.set_output(run)
+    folder = run.path
     before = {}
     with pytest.raises(TrainingError, match="epoch 2, batch 1: the loss is nan before its optimizer step"):
         original = trainer._backward_and_step

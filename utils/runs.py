@@ -78,7 +78,10 @@ def default_run_id():
 
 
 class RunFolder:
-    """The two folders of one run, and its lock once taken."""
+    """The two folders of one run, every file name in them, and its lock once taken. Everyone asks
+    it for a run file's path (checkpoint(epoch), best, metrics, curves, config)."""
+
+    CHECKPOINT_PREFIX = "checkpoint-epoch"
 
     def __init__(self, save_dir, name, run_id):
         self.save_dir, self.name, self.run_id = Path(save_dir), name, run_id
@@ -87,6 +90,44 @@ class RunFolder:
         self.lock = None
         self.created = False
         self.made = []  # the folders this run created above its own two, innermost first
+
+    @classmethod
+    def at(cls, path):
+        """The run folder `path` (<save_dir>/models/<name>/<run_id>), whatever its parents are called."""
+        path = Path(path)
+        return cls(path.parent.parent.parent, path.parent.name, path.name)
+
+    def checkpoint(self, epoch):
+        return self.path / f"{self.CHECKPOINT_PREFIX}{epoch}.pth"
+
+    @property
+    def best(self):
+        return self.path / "model_best.pth"
+
+    @property
+    def metrics(self):
+        return self.path / "metrics.jsonl"
+
+    @property
+    def curves(self):
+        return self.path / "curves.png"
+
+    @property
+    def config(self):
+        return self.path / "config.json"
+
+    @classmethod
+    def epoch_of(cls, path):
+        """The epoch of a checkpoint-epoch<N>.pth path, or None for any other file."""
+        path = Path(path)
+        epoch = path.stem.removeprefix(cls.CHECKPOINT_PREFIX)
+        is_epoch = path.suffix == ".pth" and path.stem.startswith(cls.CHECKPOINT_PREFIX) and epoch.isdigit()
+        return int(epoch) if is_epoch else None
+
+    def epoch_checkpoints(self):
+        """{epoch: path} of the epoch checkpoints in the folder, by epoch."""
+        found = {self.epoch_of(p): p for p in self.path.glob(f"{self.CHECKPOINT_PREFIX}*.pth")}
+        return dict(sorted((epoch, path) for epoch, path in found.items() if epoch is not None))
 
     def create(self, fixed_id):
         """Make the folder exclusively and lock it. fixed_id: the user chose run_id (--run-id), so an
@@ -162,7 +203,9 @@ class RunFolder:
             return False
         self.release()
         leftovers = (
-            [p for p in self.path.iterdir() if p.name not in ("config.json", LOCK_NAME)] if self.path.is_dir() else []
+            [p for p in self.path.iterdir() if p.name not in (self.config.name, LOCK_NAME)]
+            if self.path.is_dir()
+            else []
         )
         if leftovers:
             return False
@@ -189,14 +232,12 @@ def find_latest_checkpoint(save_dir, name):
     leaving out run folders that a live process is training in (for `-r latest`)."""
     runs_dir = Path(save_dir) / "models" / name
     candidates, live = [], []
-    for path in runs_dir.glob("*/checkpoint-epoch*.pth"):
-        epoch = path.stem.removeprefix("checkpoint-epoch")
-        if not epoch.isdigit():
+    for folder in sorted(p for p in runs_dir.glob("*") if p.is_dir()):
+        checkpoints = RunFolder(save_dir, name, folder.name).epoch_checkpoints()
+        if checkpoints and is_live(folder):
+            live.append(folder.name)
             continue
-        if is_live(path.parent):
-            live.append(path.parent.name)
-            continue
-        candidates.append((path.stat().st_mtime, int(epoch), str(path), path))
+        candidates += [(path.stat().st_mtime, epoch, str(path), path) for epoch, path in checkpoints.items()]
     if not candidates:
         busy = f" ({', '.join(sorted(set(live)))} in use by a live run)" if live else ""
         raise CheckpointError(
