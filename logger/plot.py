@@ -1,6 +1,7 @@
-"""Learning curves as a PNG in the run folder. matplotlib is optional: without it, a log line."""
+"""Learning curves as a PNG in the run folder. matplotlib is optional: without it, no plot (said
+at debug level only, so a run without it prints nothing about it)."""
 
-from utils.files import read_jsonl
+from utils.files import read_jsonl, write_atomic
 
 
 def plot_history(metrics_path, out_path, monitor_metric, logger, resumed_from=None, best_epoch=None):
@@ -12,7 +13,7 @@ def plot_history(metrics_path, out_path, monitor_metric, logger, resumed_from=No
         matplotlib.use("Agg")  # files only, no display
         import matplotlib.pyplot as plt
     except ImportError:
-        logger.info("matplotlib is not installed: no learning-curve plot (pip install matplotlib)")
+        logger.debug("matplotlib is not installed: no learning-curve plot (pip install matplotlib)")
         return None
     if not metrics_path.is_file():
         return None
@@ -40,7 +41,12 @@ def plot_history(metrics_path, out_path, monitor_metric, logger, resumed_from=No
         axis.set_title(name)
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(out_path, dpi=100)
-    plt.close(figure)
+    try:  # the same safe write as every run file: a temporary file renamed over the path
+        write_atomic(out_path, lambda f: figure.savefig(f, format="png", dpi=100))
+    except OSError as e:  # e.g. a folder in the way: the run itself has finished well
+        logger.warning(f"the learning curves could not be written to {out_path} ({e.strerror or e})")
+        return None
+    finally:
+        plt.close(figure)
     logger.info(f"Learning curves: {out_path}")
     return out_path

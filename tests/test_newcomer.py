@@ -118,6 +118,26 @@ def test_curves_mark_the_best_epoch_and_the_resume(tmp_path, monkeypatch):
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_curves_go_through_the_safe_write_a_link_or_a_folder_in_the_way(tmp_path, caplog):
+    """A link planted at curves.png is replaced, not followed; a folder there is a warning, not a failure."""
+    pytest.importorskip("matplotlib")
+    import logging
+
+    from logger.plot import plot_history
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"epoch": e, "loss": 1 / e}) + "\n" for e in range(1, 4)))
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    (tmp_path / "curves.png").symlink_to(outside)
+    assert plot_history(metrics, tmp_path / "curves.png", None, logging.getLogger("t")) is not None
+    assert outside.read_text() == "keep me" and not (tmp_path / "curves.png").is_symlink()
+    (tmp_path / "curves.png").unlink()
+    (tmp_path / "curves.png").mkdir()
+    assert plot_history(metrics, tmp_path / "curves.png", None, logging.getLogger("t")) is None
+    assert "the learning curves could not be written" in caplog.text
+
+
 def test_new_project_copies_what_git_tracks_only(tmp_path):
     source = copy_tracked(tmp_path / "template")
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
