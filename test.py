@@ -20,6 +20,7 @@ import torch
 
 from data_loader import build_data
 from logger.logger import close_logging, get_logger, run_main, setup_logging
+from logger.progress import Progress
 from model import METRICS, MODELS
 from trainer.evaluation import checked_scores, evaluate, parse_metrics, rank_out, top_k_items
 from utils.checkpoint import check_data, load_checkpoint, load_weights
@@ -78,7 +79,8 @@ def top_k_lists(model, dataset, history, k, device, batch_size):
     (n_users, n_items)) ranked out and given to the model; -inf scores where a user has fewer than
     k items left."""
     users_out, items_out, scores_out = [], [], []
-    for start in range(0, dataset.n_users, batch_size):
+    starts = range(0, dataset.n_users, batch_size)
+    for start in Progress(starts, len(starts), "export"):
         users = np.arange(start, min(start + batch_size, dataset.n_users))
         rows = history[users]
         scores = checked_scores(model, torch.from_numpy(users).to(device), rows).float()  # (B, n_items)

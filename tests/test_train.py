@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 
 import pandas as pd
 import pytest
@@ -135,3 +136,25 @@ def test_two_epochs_on_real_movielens(tmp_path):
     result = run_script("test.py", "-r", folder / "model_best.pth")
     assert result.returncode == 0, result.stderr
     assert json.loads((folder / "test_metrics.json").read_text())["recall@20"] > 0.2
+
+
+def test_a_log_shows_the_progress_of_training_evaluation_and_export(tmp_path, tiny_data, monkeypatch):
+    """Where stderr is not a terminal (a job's log file), a line every logger/progress.py EVERY
+    seconds says the step, the rate and the time left: of an epoch, an evaluation, an export."""
+    import logger.progress
+
+    monkeypatch.setattr(logger.progress, "EVERY", 0.0)  # a line after every step
+    config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=1)
+    config["batches"]["batch_size"] = 32
+    config["evaluation"]["batch_size"] = 16
+    result = run("train.py", "-c", write_config(tmp_path / "c.json", config), "--run-id", "p")
+    assert result.returncode == 0, result.stderr[-2000:]
+    steps = [line for line in result.stdout.splitlines() if "epoch 1: step " in line]
+    assert steps and re.search(
+        r"epoch 1: step 1/\d+ \(\d+%\), [\d.e+]+ steps/s, about \d+ s left, loss [\d.]+", steps[0]
+    )
+    assert "evaluation: step 1/" in result.stdout
+    best = tmp_path / "saved" / "models" / config["name"] / "p" / "model_best.pth"
+    result = run("test.py", "-r", best, "--topk-out", tmp_path / "r.csv", "--set", "evaluation.batch_size=16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "export: step 1/4 (25%)" in result.stdout

@@ -8,6 +8,8 @@ import contextlib
 
 import torch
 
+from logger.progress import Progress
+from utils import distributed
 from utils.distributed import all_reduce_sum
 from utils.errors import ConfigError, ContractError
 from utils.validation import parse_metric_name
@@ -165,8 +167,9 @@ def evaluate_sums(model, loader, metrics, device):
     k_max = max(k for _, _, k in metrics)
     sums = torch.zeros(len(metrics), dtype=torch.float64, device=device)
     count = torch.zeros(1, dtype=torch.float64, device=device)
+    batches = Progress(loader, len(loader), "evaluation", enabled=distributed.rank() == 0)
     with full_precision(device):
-        for batch in loader:
+        for batch in batches:
             users = torch.from_numpy(batch.users).to(device)
             scores = checked_scores(model, users, batch.exclude)  # (B, n_items)
             hits, n_relevant = ranking_hits(scores.float(), batch.heldout, batch.exclude, k_max, batch.candidates)

@@ -4,9 +4,9 @@ import contextlib
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from base.base_trainer import BaseTrainer, TrainingError
+from logger.progress import Progress
 from trainer.evaluation import evaluate
 from utils import checks, distributed
 from utils.errors import ConfigError, ContractError
@@ -121,15 +121,8 @@ class Trainer(BaseTrainer):
     def _train_batches(self, epoch):
         """Every batch of the epoch; returns the mean loss over the steps of every rank."""
         self.batches.set_epoch(epoch)
-        bar = tqdm(
-            self.batches,
-            desc=f"epoch {epoch}",
-            leave=False,
-            dynamic_ncols=True,
-            mininterval=0.5,
-            disable=None if self.is_main else True,
-        )
         n = len(self.batches)
+        bar = Progress(self.batches, n, f"epoch {epoch}", enabled=self.is_main, logger=self.logger)
         total, steps, first = 0.0, 0, 0
         # [sum of the window's losses, how many of them were not finite], kept on the device: read
         # every sync_every steps (every step on the CPU, so a NaN never reaches the weights there).
@@ -140,10 +133,9 @@ class Trainer(BaseTrainer):
             if due:
                 total += mean * (index - first + 1)
                 steps += index - first + 1
-                bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+                bar.note(f"loss {mean:.4f}")
                 window.zero_()
                 first = index + 1
-        bar.close()
         return total / steps if steps else 0.0
 
     @staticmethod
