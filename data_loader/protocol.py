@@ -66,7 +66,7 @@ def pick(users, eligible, key, amount):
     leaving at least one eligible row; and the users (array) who got fewer than asked."""
     rows = np.flatnonzero(eligible)
     chosen = np.zeros(len(users), dtype=bool)
-    if len(rows) == 0:
+    if len(rows) == 0 or amount == 0:
         return chosen, np.zeros(0, dtype=users.dtype)
     rank, count = rank_in_user(users[rows], key[rows])
     wanted = per_user(amount, count)

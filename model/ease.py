@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from base.base_model import BaseModel
+from model.graph import csr_products_work, csr_tensor
 from utils import checks
 
 
@@ -25,6 +26,7 @@ class EASE(BaseModel):
         super().__init__()
         self.l2 = checks.number("arch.args.l2", l2, low=0, low_open=True)
         self.register_buffer("B", torch.zeros(dataset.n_items, dataset.n_items))  # (n_items, n_items)
+        self._sparse = None  # whether B's device multiplies a sparse history, decided at first use
 
     def train_batches(self, data):
         return ()  # closed form: nothing to train
@@ -39,6 +41,13 @@ class EASE(BaseModel):
         self.B.copy_(torch.from_numpy(B.astype(np.float32)))
 
     def full_scores(self, users, history):
-        """ŷ = x_u B for each user, with x_u their history row."""
-        x = torch.from_numpy(history.toarray()).to(self.B)  # (B, n_items)
+        """ŷ = x_u B for each user, with x_u their history row (B, n_items)."""
+        if self._sparse is None:  # MPS has no sparse products: dense rows there
+            self._sparse = csr_products_work(self.B.device)
+        if self._sparse:  # a history is a few items of thousands: a sparse row times B costs that much less
+            x = csr_tensor(
+                *(torch.from_numpy(a) for a in (history.indptr, history.indices, history.data)), history.shape
+            )
+            return x.to(self.B.device) @ self.B
+        x = torch.from_numpy(history.toarray()).to(self.B)
         return x @ self.B

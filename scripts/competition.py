@@ -157,6 +157,7 @@ def main(argv):
         command.add_argument("out", type=Path)
         command.add_argument("--users", type=int, default=2000)
         command.add_argument("--items", type=int, default=800)
+        command.add_argument("--mean-length", type=int, default=80, help="median interactions a user (synthetic)")
         command.add_argument("--last", type=int, default=2, help="the last items of each user held out (default 2)")
         command.add_argument("--random", type=int, default=3, help="random items held out besides (default 3)")
         command.add_argument("--seed", type=int, default=0)
@@ -170,7 +171,8 @@ def main(argv):
     command.add_argument("--k", type=int, default=10)
     args = parser.parse_args(argv)
     if args.command == "synthetic":
-        write(args.out, *synthetic(args.users, args.items, seed=args.seed), args.last, args.random, args.seed)
+        data = synthetic(args.users, args.items, args.mean_length, seed=args.seed)
+        write(args.out, *data, args.last, args.random, args.seed)
     elif args.command == "standin":
         write(args.out, *standin(args.ratings, args.items_file), args.last, args.random, args.seed)
     elif args.command == "check":
