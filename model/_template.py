@@ -2,7 +2,7 @@
 
 Files starting with `_` are not loaded; your copy is found by its class name, so a config can say
 `"arch": {"type": "MyModel", "args": {"embed_dim": 64}}` with nothing else to edit. Add a test
-in tests/ and a config in configs/ (README: "Adding a model").
+in tests/ and a config in configs/ (docs/adding-a-module.md).
 """
 
 import torch.nn as nn

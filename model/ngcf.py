@@ -12,7 +12,7 @@ Two dropouts: message dropout on each layer's output, and node dropout, which dr
 (edges, as both reference codes do) and rescales the rest by 1/(1 - p).
 
 The defaults follow the paper; the options below switch to what the authors' public code does
-instead (../shared/NGCF.md, README.md). `impl` picks this file's plain autograd ('reference') or
+instead (docs/ngcf.md). `impl` picks this file's plain autograd ('reference') or
 the CPU kernel of model/fast/ngcf.py ('fused': the same values and gradients, tested).
 """
 

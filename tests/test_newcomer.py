@@ -197,11 +197,23 @@ def test_an_interrupted_sweep_keeps_its_table_and_resumes(tmp_path, tiny_data):
     assert history
 
 
-def readme_section(title):
-    text = (ROOT / "README.md").read_text()
+def readme_section(title, document="README.md"):
+    text = (ROOT / document).read_text()
     start = text.index(f"\n## {title}")
     end = text.find("\n## ", start + 1)
     return text[start : end if end > 0 else None]
+
+
+def test_the_readme_is_a_guide_read_once_and_its_commands_are_run_by_tests():
+    """About 150-200 lines; the bash blocks are the install (run by .ci/run) and the two sections
+    whose every line a slow test runs: Everyday use and A competition, start to finish."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    with_commands = [title for title in ("Quick start", "Everyday use", "A competition, start to finish")]
+    sections = [part.split("\n", 1)[0] for part in text.split("\n## ")[1:] if "```bash" in part]
+    assert sections == with_commands
+    for document in ("config", "data", "results", "competition", "runs", "ngcf", "devices", "adding-a-module"):
+        assert f"`docs/{document}.md`" in text and (ROOT / "docs" / f"{document}.md").is_file()
 
 
 def code_blocks(section):
@@ -236,7 +248,7 @@ def shell(command, cwd):
 @pytest.mark.slow
 def test_the_adding_a_model_recipe_works_as_written(tmp_path):
     project = project_copy(tmp_path)
-    blocks = code_blocks(readme_section("Adding a model"))
+    blocks = code_blocks(readme_section("Adding a model", "docs/adding-a-module.md"))
     files = [lines for language, lines in blocks if language == "python" and lines[0].startswith("# ")]
     assert [lines[0] for lines in files] == ["# model/biased_mf.py", "# tests/test_biased_mf.py"]
     for lines in files:

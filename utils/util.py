@@ -1,4 +1,4 @@
-"""Small shared helpers: reading configs, seeding, devices, threads."""
+"""Small shared helpers: reading configs, seeding, threads, the allocator."""
 
 import ctypes
 import json

@@ -6,7 +6,7 @@ import re
 from utils import checks
 from utils.errors import ConfigError
 
-# Keys every config must have (the file contract in DESIGN.md). `loss` and `optimizer` may be null
+# Keys every config must have (the file contract: docs/config.md). `loss` and `optimizer` may be null
 # for a model with nothing to train, or one that computes its own loss.
 REQUIRED_KEYS = (
     "name",
@@ -161,7 +161,7 @@ def validate(config, for_training=True):
     if moved:
         raise ConfigError(
             f"data_loader.args.{moved[0]} is now {MOVED[moved[0]]}: the data loader reads the data, the "
-            "`evaluation` section holds the protocol and `batches` the training batches (see README)"
+            "`evaluation` section holds the protocol and `batches` the training batches (see docs/config.md)"
         )
     for section in ("batches", "evaluation"):
         if not isinstance(config[section], dict):
