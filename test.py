@@ -195,7 +195,11 @@ def evaluate_split(model, loader, config, data, checkpoint, args, figures_path, 
 
 
 def run(argv):
-    code = run_main(main, build_arg_parser().parse_args(argv))
+    try:
+        code = run_main(main, build_arg_parser().parse_args(argv))
+    except KeyboardInterrupt:  # nothing test.py writes is left half-written (every file is atomic)
+        print("interrupted", file=sys.stderr)
+        code = 130
     close_logging()
     return code
 

@@ -22,14 +22,14 @@ from logger.wandb_writer import WandbWriter, check_wandb
 from model import LOSSES, METRICS, MODELS
 from trainer import TRAINERS
 from trainer.evaluation import parse_metrics
-from utils import distributed
+from utils import checks, distributed
 from utils.checkpoint import check_data, load_checkpoint
-from utils.cli import LR_SCHEDULERS, OPTIMIZERS, check_scheduler, listing
+from utils.cli import LR_SCHEDULERS, OPTIMIZERS, check_optimizer_and_scheduler, listing
 from utils.device import configure_device, resolve_device
 from utils.errors import ConfigError, RunFolderError
-from utils.files import write_json
+from utils.files import read_jsonl, write_json
 from utils.memory import check_model_memory
-from utils.parse_config import ConfigParser, validate
+from utils.parse_config import ConfigParser, apply_override, parse_set_option, validate
 from utils.runs import RunFolder, default_run_id, find_latest_checkpoint, run_folder_of
 from utils.util import keep_freed_memory, read_json, seed_everything, set_threads
 
@@ -104,10 +104,7 @@ def check_names(config):
     config.check_obj("arch", MODELS, dataset=None)
     if config.get("loss") is not None:
         config.check_obj("loss", LOSSES, None, None)
-    if config.get("optimizer") is not None:
-        config.check_obj("optimizer", OPTIMIZERS, [])
-    if config.get("lr_scheduler") is not None:
-        check_scheduler(config.check_obj("lr_scheduler", LR_SCHEDULERS, None)[0])
+    check_optimizer_and_scheduler(config)
     config.check_obj("trainer", TRAINERS, *[None] * 4, config=config, device=None, data_loader=None)
     parse_metrics(config["metrics"], METRICS)
     check_wandb(config["wandb"]["mode"])
@@ -123,6 +120,8 @@ def locate_checkpoint(args):
         # The config (-c, default config.json) only says where the runs are; the checkpoint's own
         # config is what training continues with.
         located = read_json(args.config or "config.json")
+        for text in args.set or []:  # --set trainer.save_dir=... says where to look too
+            apply_override(located, *parse_set_option(text))
         validate(located)
         args.resume = str(find_latest_checkpoint(located["trainer"]["save_dir"], located["name"]))
         args.config = None
@@ -130,22 +129,42 @@ def locate_checkpoint(args):
 
 
 def plan_run(config, args, checkpoint):
-    """(the run's folders, whether it continues the checkpoint's own run) — decided, not created.
+    """(the run's folders, whether it continues the checkpoint's own run, a note for the log) —
+    decided, not created.
 
     A resumed run continues in its checkpoint's run folder. It starts a new one (recording its
-    parent) when -c or --run-id is given beside -r, or when the checkpoint is not in a run folder;
-    the save location then comes from the command line, never from inside the checkpoint.
+    parent) when -c, --run-id or --set trainer.save_dir is given beside -r (the command line wins),
+    when the checkpoint is not in a run folder, or when its run went on past it (a branch from an
+    older checkpoint, or model_best.pth, must not cut that run's history or replace its files).
     """
     save_dir, name = config["trainer"]["save_dir"], config["name"]
     if checkpoint is None:
-        return RunFolder(save_dir, name, args.run_id or default_run_id()), False
+        return RunFolder(save_dir, name, args.run_id or default_run_id()), False, None
     origin = run_folder_of(args.resume)
-    on_command_line = args.config is not None or any(s.startswith("trainer.save_dir=") for s in args.set or [])
-    if origin is not None and args.config is None and args.run_id is None:
-        return RunFolder(origin[0], origin[1], origin[2]), True
-    if not on_command_line:
+    # --set trainer.save_dir elsewhere than the checkpoint's run: the command line wins, in a new run there
+    given = any(s.startswith("trainer.save_dir=") for s in args.set or [])
+    new_save_dir = given and origin is not None and Path(save_dir).resolve() != Path(origin[0]).resolve()
+    note = None
+    if origin is not None and args.config is None and args.run_id is None and not new_save_dir:
+        run = RunFolder(*origin)
+        last = last_epoch_of(run)
+        if last <= checkpoint["epoch"]:
+            return run, True, None
+        note = (
+            f"{args.resume} is epoch {checkpoint['epoch']} of a run that went on to epoch {last}: training "
+            "continues in a new run folder, and that run's files stay as they are"
+        )
+    if args.config is None and not given:
         save_dir = str(origin[0]) if origin is not None else "saved/"
-    return RunFolder(save_dir, name, args.run_id or default_run_id()), False
+    return RunFolder(save_dir, name, args.run_id or default_run_id()), False, note
+
+
+def last_epoch_of(run):
+    """The last epoch a run folder holds a record of: its epoch checkpoints and metrics.jsonl."""
+    epochs = list(run.epoch_checkpoints())
+    if run.metrics.is_file():
+        epochs += [r["epoch"] for r in read_jsonl(run.metrics) if isinstance(r, dict) and checks.is_int(r.get("epoch"))]
+    return max(epochs, default=0)
 
 
 def changes_data(args):
@@ -178,7 +197,7 @@ def main(args):
     config.fine_tune = checkpoint is not None and args.config is not None  # the new config's optimizer settings
     resolve_device(args.device)  # only to reject a missing device now; each rank resolves its own below
     check_names(config)
-    run, continuing = plan_run(config, args, checkpoint)
+    run, continuing, branch_note = plan_run(config, args, checkpoint)
     if checkpoint is not None and config["trainer"]["epochs"] <= checkpoint["epoch"]:
         raise ConfigError(
             f"trainer.epochs: {args.resume} is at epoch {checkpoint['epoch']} and trainer.epochs is "
@@ -197,6 +216,8 @@ def main(args):
         keep_freed_memory()
     configure_device(device)
     logger.info(f"device: {device}   processes: {world_size}   threads: {threads}")
+    if branch_note:
+        logger.info(branch_note)
     seed_everything(config["seed"] + rank)
 
     # Build: data (located, or downloaded into data_dir), model, optimizer, trainer; a resume loads

@@ -17,7 +17,7 @@ def plot_history(metrics_path, out_path, monitor_metric, logger, resumed_from=No
         return None
     if not metrics_path.is_file():
         return None
-    history = read_jsonl(metrics_path)
+    history = [h for h in read_jsonl(metrics_path) if isinstance(h, dict) and "epoch" in h]  # lines edited by hand too
     if not history:
         return None
     epochs = [h["epoch"] for h in history]

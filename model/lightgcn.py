@@ -27,6 +27,7 @@ class LightGCN(GraphModel):
         checks.integer("arch.args.n_layers", n_layers, low=0)
         checks.fraction("arch.args.edge_dropout", edge_dropout)
         checks.positive_int("arch.args.embed_dim", embed_dim)
+        checks.number("arch.args.init_std", init_std, low=0, low_open=True)
         self.n_users, self.n_items = dataset.n_users, dataset.n_items
         self.n_layers, self.edge_dropout = n_layers, edge_dropout
         self.embedding = nn.Embedding(self.n_users + self.n_items, embed_dim)  # E^(0): users, then items

@@ -3,6 +3,7 @@
 import torch.nn as nn
 
 from base.base_model import BaseModel
+from utils import checks
 
 
 class MF(BaseModel):
@@ -10,6 +11,8 @@ class MF(BaseModel):
 
     def __init__(self, dataset, embed_dim=64, init_std=0.1):
         super().__init__()
+        checks.positive_int("arch.args.embed_dim", embed_dim)
+        checks.number("arch.args.init_std", init_std, low=0, low_open=True)
         self.user_embedding = nn.Embedding(dataset.n_users, embed_dim)
         self.item_embedding = nn.Embedding(dataset.n_items, embed_dim)
         nn.init.normal_(self.user_embedding.weight, std=init_std)

@@ -27,6 +27,7 @@ class NeuMF(BaseModel):
     def __init__(self, dataset, embed_dim=32, mlp_layers=(64, 32, 16), negatives=4, init_std=0.01):
         super().__init__()
         checks.positive_int("arch.args.embed_dim", embed_dim)
+        checks.number("arch.args.init_std", init_std, low=0, low_open=True)
         if not (isinstance(mlp_layers, (list, tuple)) and len(mlp_layers) >= 2) or not all(
             checks.is_int(n) and n > 0 for n in mlp_layers
         ):

@@ -60,7 +60,7 @@ def test_overrides_and_shortcuts(tmp_path):
     assert config["trainer"]["epochs"] == 3 and config["trainer"]["threads"] == 1
     assert config["arch"]["args"]["layers"] == [16, 32]
     assert config["data_loader"]["args"]["data_dir"] == "/data"  # not JSON -> a plain string
-    folder, continuing = plan_run(config, parsed_args, None)
+    folder, continuing, _ = plan_run(config, parsed_args, None)
     assert folder.path.as_posix().endswith("saved/models/NGCF_ml-100k/x") and not continuing
     assert not folder.path.exists()  # parsing and planning create nothing
 

@@ -76,7 +76,7 @@ def test_a_folder_in_use_by_a_live_run_is_never_joined(setup):
     lock = RunLock(runs / "live")
     assert lock.acquire()  # as a process still training in it holds it
     try:
-        line = one_line_error(run("train.py", "-r", runs / "live" / "checkpoint-epoch1.pth", "--epochs", "3"))
+        line = one_line_error(run("train.py", "-r", runs / "live" / "checkpoint-epoch2.pth", "--epochs", "3"))
         assert "is in use by another training process" in line
         with pytest.raises(Exception, match="in use by a live run"):
             find_latest_checkpoint(config["trainer"]["save_dir"], config["name"])
@@ -464,3 +464,103 @@ def test_nothing_to_evaluate_is_said(tmp_path):
     assert (
         "nothing to evaluate: the split (split random (test 0.2, valid 0" in line and "holds out no test items" in line
     )
+
+
+# -- round two (issue 25) ---------------------------------------------------------------------------
+
+
+def test_resuming_an_older_checkpoint_branches_and_leaves_the_run_as_it_was(setup, tmp_path):
+    config, path, runs = setup
+    train_ok("-c", path, "--run-id", "long", "--epochs", "4")
+    before = {p.name: p.read_bytes() for p in (runs / "long").iterdir() if p.is_file() and p.name != ".lock"}
+    result = train_ok("-r", runs / "long" / "checkpoint-epoch1.pth", "--epochs", "2")
+    assert "went on to epoch 4: training continues in a new run folder" in result.stdout
+    after = {p.name: p.read_bytes() for p in (runs / "long").iterdir() if p.is_file() and p.name != ".lock"}
+    assert after == before  # metrics.jsonl not cut, model_best.pth (epoch 4's best) not replaced
+    (branch,) = [p for p in runs.iterdir() if p.name != "long"]
+    parent = json.loads((branch / "config.json").read_text())["_parent"]
+    assert parent["epoch"] == 1 and parent["checkpoint"].endswith("long/checkpoint-epoch1.pth")
+    assert [r["epoch"] for r in read_jsonl(branch / "metrics.jsonl")] == [2]
+
+
+def test_the_command_line_save_dir_wins_for_latest_and_for_a_checkpoint(setup, tmp_path):
+    config, path, runs = setup
+    other = tmp_path / "elsewhere"
+    train_ok("-c", path, "--run-id", "here", "--set", f"trainer.save_dir={other}")
+    train_ok("-c", path, "--run-id", "default")
+    # -r latest looks where --set says: the run in `elsewhere`, not the newer one in the config's save_dir
+    result = train_ok("-r", "latest", "-c", path, "--set", f"trainer.save_dir={other}", "--epochs", "3")
+    assert read_jsonl(other / "models" / config["name"] / "here" / "metrics.jsonl")[-1]["epoch"] == 3
+    assert read_jsonl(runs / "default" / "metrics.jsonl")[-1]["epoch"] == 2
+    # -r CKPT --set trainer.save_dir=X: a new run in X, whose config says X (the file stays true)
+    third = tmp_path / "third"
+    result = train_ok(
+        "-r", runs / "default" / "checkpoint-epoch2.pth", "--set", f"trainer.save_dir={third}", "--epochs", "3"
+    )
+    (branch,) = (third / "models" / config["name"]).iterdir()
+    assert json.loads((branch / "config.json").read_text())["trainer"]["save_dir"] == str(third)
+    assert read_jsonl(runs / "default" / "metrics.jsonl")[-1]["epoch"] == 2 and result.returncode == 0
+
+
+@pytest.mark.parametrize("first", list("uaestbhrq.K"))
+def test_a_text_file_given_to_r_is_one_line(tmp_path, first):
+    (tmp_path / "notes.pth").write_text(f"{first}ser notes, not a checkpoint\n")
+    line = one_line_error(run("train.py", "-r", tmp_path / "notes.pth"))
+    assert "not a readable checkpoint" in line or "holds Python objects" in line
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optimizer.args.weight_decay=-1", "optimizer.args: Adam refuses them: Invalid weight_decay value: -1"),
+        ('optimizer.type="LBFGS"', "optimizer.type: LBFGS needs a closure"),
+        ('optimizer.type="SparseAdam"', "optimizer.type: SparseAdam takes sparse gradients only"),
+        ('lr_scheduler={"type": "StepLR", "args": {"step_size": 0}}', "lr_scheduler.args: StepLR refuses them"),
+        ('lr_scheduler={"type": "OneCycleLR", "args": {"max_lr": 0.1}}', "lr_scheduler.args: OneCycleLR refuses"),
+        ("arch.args.embed_dim=0", "arch.args.embed_dim: expected an integer >= 1, got 0"),
+        ("arch.args.init_std=-1", "arch.args.init_std: expected a number > 0, got -1"),
+    ],
+)
+def test_arguments_torch_would_refuse_are_one_line_naming_the_key(tmp_path, tiny_data, override, message):
+    config = json.loads((ROOT / "configs" / "mf_ml100k.json").read_text())
+    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config["trainer"]["save_dir"] = str(tmp_path / "saved")
+    line = one_line_error(run("train.py", "-c", write_config(tmp_path / "c.json", config), "--set", override))
+    assert message in line and not (tmp_path / "saved").exists()
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [('{"name": "a", "name": "b"}', "the key 'name' is given twice"), ("[" * 100_000, "nested too deeply")],
+)
+def test_a_config_with_repeated_keys_or_endless_nesting_is_one_line(tmp_path, text, message):
+    (tmp_path / "c.json").write_text(text)
+    assert message in one_line_error(run("train.py", "-c", tmp_path / "c.json"))
+
+
+def test_ctrl_c_in_test_py_and_a_planted_lock_link_are_no_traceback(setup, tmp_path, monkeypatch):
+    import test as test_script
+
+    config, path, runs = setup
+    train_ok("-c", path, "--run-id", "a")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(test_script, "build_data", interrupted)
+    result = run("test.py", "-r", runs / "a" / "model_best.pth")
+    assert result.returncode == 130 and result.stderr.strip() == "interrupted"
+    monkeypatch.undo()
+    (runs / "a" / ".lock").unlink(missing_ok=True)
+    (runs / "a" / ".lock").symlink_to(tmp_path / "elsewhere")
+    line = one_line_error(run("train.py", "-r", "latest", "-c", path, "--epochs", "3"))
+    assert "cannot lock the run folder" in line and "(Too many levels of symbolic links)" in line
+
+
+def test_a_line_without_an_epoch_in_metrics_does_not_fail_the_curves(tmp_path):
+    import logging
+
+    from logger.plot import plot_history
+
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "loss": 1.0}\n{}\n{"epoch": 2, "loss": 0.5}\n')
+    plot_history(tmp_path / "metrics.jsonl", tmp_path / "curves.png", None, logging.getLogger("t"))

@@ -6,6 +6,7 @@ A checkpoint holds only tensors and plain Python data (the config as a dict), so
 
 import pickle
 import random
+import struct
 import zipfile
 from pathlib import Path
 
@@ -83,10 +84,21 @@ def load_checkpoint(path, map_location="cpu"):
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e):  # garbage bytes, not a pickled object
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint (truncated, or not saved by this template)"
+            ) from None
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated, or not saved by this template): {first[:200]}"
+            f"{path}: holds Python objects besides tensors and plain data, which are never loaded "
+            "(not a checkpoint saved by this template)"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError, struct.error) as e:
+        # IndexError, struct.error: a text file whose first byte torch's legacy reader takes for an opcode
+        first = str(e).strip().splitlines()[0] if isinstance(e, (RuntimeError, OSError)) and str(e).strip() else ""
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated, or not saved by this template)"
+            + (f": {first[:200]}" if first else "")
         ) from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED):
         raise CheckpointError(f"{path}: not a checkpoint of this template (expected keys {', '.join(REQUIRED)})")

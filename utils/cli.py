@@ -30,6 +30,40 @@ NOT_FROM_JSON = {
 }
 
 
+# Optimizers the trainer's step cannot drive.
+NOT_STEPPED_BY_THE_TRAINER = {
+    "LBFGS": "needs a closure that re-evaluates the loss at every step, which the trainer's step does not give",
+    "SparseAdam": "takes sparse gradients only, and the models' embeddings give dense ones",
+}
+
+
+def check_optimizer_and_scheduler(config):
+    """Build the configured optimizer (and lr scheduler, stepped once) on one stand-in parameter, so
+    that arguments torch refuses are a ConfigError naming the key before anything is read."""
+    import warnings
+
+    if config.get("optimizer") is None:
+        return
+    name = config["optimizer"].get("type")
+    if name in NOT_STEPPED_BY_THE_TRAINER:
+        raise ConfigError(f"optimizer.type: {name} {NOT_STEPPED_BY_THE_TRAINER[name]}")
+    cls, args = config.check_obj("optimizer", OPTIMIZERS, [])
+    try:
+        optimizer = cls([torch.nn.Parameter(torch.zeros(1))], **args)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ConfigError(f"optimizer.args: {cls.__name__} refuses them: {e}") from None
+    if config.get("lr_scheduler") is None:
+        return
+    cls, args = config.check_obj("lr_scheduler", LR_SCHEDULERS, None)
+    check_scheduler(cls)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # stepping before any optimizer step, on purpose
+            cls(optimizer, **args).step()
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError, KeyError) as e:
+        raise ConfigError(f"lr_scheduler.args: {cls.__name__} refuses them: {e or type(e).__name__}") from None
+
+
 def check_scheduler(cls):
     name = cls.__name__
     if name in NOT_FROM_JSON:

@@ -66,7 +66,11 @@ def is_live(folder):
     if not (Path(folder) / LOCK_NAME).is_file():
         return False
     lock = RunLock(folder)
-    if lock.acquire():
+    try:
+        taken = lock.acquire()
+    except OSError:  # a lock that cannot be opened (a link planted there): not a folder to train in
+        return True
+    if taken:
         lock.release()
         return False
     return True

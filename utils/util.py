@@ -29,9 +29,22 @@ def read_json(path):
             f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the config as UTF-8"
         ) from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=lambda pairs: no_repeated_keys(pairs, path))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
+
+
+def no_repeated_keys(pairs, path):
+    """A JSON object as a dict; a key given twice in one object is an error (which one wins is not
+    something a config should leave to chance)."""
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ConfigError(f"{path}: the key {key!r} is given twice in one object; keep one")
+        seen[key] = value
+    return seen
 
 
 def seed_everything(seed):
