@@ -124,12 +124,16 @@ def _load(path, key):
         )
 
 
-def cached_dataset(files, preparation, build, enabled=True):
+def cached_dataset(files, preparation, build, enabled=True, data_dir=None):
     """Load the prepared data set for (files, preparation) from the cache, or build and store it.
-    With enabled=False, just build it."""
+    The cache is `<data_dir>/.prepared/` (default: beside the first file), never followed through
+    a link. With enabled=False, just build it."""
     if not enabled:
         return build()
-    folder = Path(files[0]).parent / ".prepared"
+    folder = Path(data_dir if data_dir is not None else Path(files[0]).parent) / ".prepared"
+    if folder.is_symlink():
+        logger.warning(f"{folder} is a link: the prepared data set is neither read from it nor written there")
+        return build()
     key = cache_key(files, preparation)
     path = folder / f"{key}.npz"
     if path.is_file():

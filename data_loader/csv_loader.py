@@ -128,7 +128,8 @@ class CSVDataLoader(BaseDataLoader):
             isinstance(item_files, dict) and all(isinstance(v, str) and v for v in item_files.values())
         ):
             checks.fail("data_loader.args.item_files", "an object {attribute: file name}, or null", item_files)
-        self.path, self.sep = Path(data_dir) / path, sep  # an absolute `path` stays as it is
+        self.data_dir = Path(data_dir)
+        self.path, self.sep = self.data_dir / path, sep  # an absolute `path` stays as it is
         self.item_files = {name: Path(data_dir) / file for name, file in (item_files or {}).items()}
         self.columns = (user_col, item_col, rating_col, time_col)
         self.encoding, self.cache = encoding, cache
@@ -145,4 +146,4 @@ class CSVDataLoader(BaseDataLoader):
         names = sorted(self.item_files)
         key = {**self.preparation, "sep": self.sep, "columns": self.columns, "encoding": self.encoding, "side": names}
         files = [self.path] + [self.item_files[name] for name in names]
-        return cached_dataset(files, key, build, enabled=self.cache)
+        return cached_dataset(files, key, build, enabled=self.cache, data_dir=self.data_dir)

@@ -61,7 +61,15 @@ def fetch_archive(url, dest_dir, folder, md5=None, required_files=(), file_sha25
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"cannot create the data folder {dest_dir}: {e.strerror}") from None
-    work = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=dest_dir))
+    if final.exists():  # the user's own folder without the release's files: theirs, never replaced
+        raise DataError(
+            f"{final} exists but does not hold {', '.join(required_files) or 'the release'}; it is left as it is: "
+            f"move it away, or {manual}"
+        )
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=dest_dir))
+    except OSError as e:
+        raise DataError(f"cannot write in the data folder {dest_dir} ({e.strerror or e}); {manual}") from None
     succeeded = False
     try:
         archive = work / "archive.zip"
@@ -90,9 +98,7 @@ def fetch_archive(url, dest_dir, folder, md5=None, required_files=(), file_sha25
             got = file_digest(extracted / name, "sha256")
             if got != expected:
                 raise DataError(f"{url}: {folder}/{name} SHA-256 mismatch (expected {expected}, got {got})")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(extracted, final)
+        os.rename(extracted, final)  # fails rather than replace a folder that appeared meanwhile
         succeeded = True
         return final
     finally:

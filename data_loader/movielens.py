@@ -179,6 +179,10 @@ class MovieLensDataLoader(BaseDataLoader):
             file_sha256=release.file_sha256,
         )
         if extracted != folder:  # e.g. ml-10m unpacks as ml-10M100K
+            if folder.exists():
+                raise DataError(
+                    f"{folder} exists but does not hold {release.ratings}; it is left as it is: move it away"
+                )
             extracted.rename(folder)
         return folder
 

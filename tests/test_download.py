@@ -117,3 +117,45 @@ def test_movielens_loader_downloads_the_release_when_missing(tmp_path, server, m
     monkeypatch.setitem(movielens.RELEASES, "ml-100k", release)
     loader = prepared(MovieLensDataLoader(data_dir=str(tmp_path / "data"), download=True))
     assert loader.dataset.n_users == 943 and (tmp_path / "data" / "ml-100k" / "u.item").is_file()
+
+
+def test_a_folder_of_the_users_own_is_never_replaced_and_a_read_only_data_dir_is_one_error(
+    tmp_path, server, monkeypatch
+):
+    routes, base = server
+    routes["/ml-100k.zip"] = make_zip(write_movielens_100k(tmp_path / "src"))
+    mine = tmp_path / "data" / "ml-100k"
+    mine.mkdir(parents=True)
+    (mine / "my_notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="exists but does not hold u.data; it is left as it is"):
+        fetch_archive(f"{base}/ml-100k.zip", tmp_path / "data", "ml-100k", required_files=("u.data",))
+    assert sorted(p.name for p in mine.iterdir()) == ["my_notes.txt"]
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("tempfile.mkdtemp", read_only)  # root ignores a chmod 555, so the refusal is stood in for
+    with pytest.raises(DataError, match=r"cannot write in the data folder .*\(Permission denied\); download"):
+        fetch_archive(f"{base}/ml-100k.zip", tmp_path / "other", "ml-100k", required_files=("u.data",))
+
+
+def test_the_cache_stays_in_data_dir_and_is_never_written_through_a_link(tmp_path, caplog):
+    import logging
+
+    from data_loader.csv_loader import CSVDataLoader
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "log.csv").write_text("user,item\na,x\nb,y\na,y\n")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    prepared(CSVDataLoader(str(data_dir), str(outside / "log.csv")), test=0, valid=0)
+    assert list((data_dir / ".prepared").glob("*.npz")) and not (outside / ".prepared").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (tmp_path / "target").mkdir()
+    (other / ".prepared").symlink_to(tmp_path / "target")
+    caplog.set_level(logging.INFO, logger="data")
+    prepared(CSVDataLoader(str(other), str(outside / "log.csv")), test=0, valid=0)
+    assert "is a link: the prepared data set is neither read from it nor written there" in caplog.text
+    assert not list((tmp_path / "target").iterdir())

@@ -564,3 +564,25 @@ def test_a_line_without_an_epoch_in_metrics_does_not_fail_the_curves(tmp_path):
 
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "loss": 1.0}\n{}\n{"epoch": 2, "loss": 0.5}\n')
     plot_history(tmp_path / "metrics.jsonl", tmp_path / "curves.png", None, logging.getLogger("t"))
+
+
+def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_last_good_file(setup, monkeypatch):
+    """torch's zip writer says a full disk as RuntimeError('[enforce fail at inline_container.cc…]
+    … file write failed'): stood in for here after half a file, as a 1 MB tmpfs does."""
+    import utils.checkpoint as checkpoint_module
+
+    config, path, runs = setup
+    train_ok("-c", path, "--run-id", "d", "--epochs", "1")
+    good = (runs / "d" / "model_best.pth").read_bytes()
+    original = checkpoint_module.torch.save
+
+    def full_disk(state, f):
+        f.write(b"PK\x03\x04 half a zip")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0; file write failed")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", full_disk)
+    line = one_line_error(run("train.py", "-r", runs / "d" / "checkpoint-epoch1.pth", "--epochs", "2"))
+    monkeypatch.setattr(checkpoint_module.torch, "save", original)
+    assert "cannot write checkpoint" in line and "the disk is full or the file cannot be written" in line
+    assert (runs / "d" / "model_best.pth").read_bytes() == good and load_checkpoint(runs / "d" / "model_best.pth")
+    assert not [p for p in (runs / "d").iterdir() if p.name.endswith(".tmp")]

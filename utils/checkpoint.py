@@ -27,6 +27,12 @@ def save_checkpoint(state, path):
         write_atomic(path, lambda f: torch.save(state, f))
     except OSError as e:
         raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+    except RuntimeError as e:  # torch's zip writer reports a full disk as "[enforce fail ...] file write failed"
+        if "write" not in str(e):
+            raise
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: the disk is full or the file cannot be written"
+        ) from None
 
 
 def _is_int(value):
