@@ -38,6 +38,12 @@ def read_interactions(path, sep, user_col, item_col, rating_col, time_col, encod
         raise _not_text(path, encoding) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: cannot read a header row ({e})") from None
+    except UnicodeError as e:  # e.g. utf-16 given for a file without its byte-order mark
+        raise DataError(
+            f"{path}: not {encoding} text ({e}); give the file's encoding as data_loader.args.encoding"
+        ) from None
+    except ValueError as e:  # an empty or impossible separator
+        raise ConfigError(f"data_loader.args.sep: {sep!r} cannot split {path} ({e})") from None
     except LookupError:
         raise DataError(f"data_loader.args.encoding: unknown encoding {encoding!r} (e.g. utf-8, latin-1)") from None
     wanted = {"user": user_col, "item": item_col, "rating": rating_col, "time": time_col}

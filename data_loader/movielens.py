@@ -107,7 +107,10 @@ def read_items(folder, release):
     if not path.is_file():
         return {}
     if release.layout == "tab":  # u.item: id|title|date|video date|url|19 genre flags; Latin-1
-        items = pd.read_csv(path, sep="|", header=None, encoding="latin-1", dtype={0: np.int64, 1: str, 2: str})
+        try:
+            items = pd.read_csv(path, sep="|", header=None, encoding="latin-1", dtype={0: np.int64, 1: str, 2: str})
+        except (pd.errors.ParserError, ValueError) as e:
+            raise DataError(f"{path}: not the u.item layout (id|title|date|...|19 genre flags): {e}") from None
         ids, titles = items[0].to_numpy(), items[1]
         years = items[2].str.extract(r"(\d{4})$", expand=False)  # release date, e.g. 01-Jan-1995
         if items.shape[1] >= 24:

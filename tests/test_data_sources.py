@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -274,3 +275,38 @@ def test_shipped_configs_spell_out_every_loader_argument():
         assert set(inspect.signature(Protocol).parameters) == set(config["evaluation"]), path.name
         batch_settings = set(inspect.signature(cls.prepare).parameters) - {"self", "protocol", "seed"}
         assert batch_settings == set(config["batches"]), path.name
+
+
+@pytest.mark.parametrize(
+    "train,message",
+    [
+        ("0 1 2\n1 123456789012345678901\n", "train.txt:2: ids are indices from 0 to 2147483647, got '1234"),
+        ("0 1 2\n1 1e10\n", "train.txt:2: ids are indices from 0 to 2147483647, got '1e10'"),
+        ("0 1 2\n1 \xe9\n", "train.txt:2: not utf-8 text (byte 0xe9)"),
+        ("0 1 2\n1 2000000000\n", "the largest, 2000000000, is far above the 4 distinct ids"),
+    ],
+)
+def test_bad_benchmark_files_name_file_and_line(tmp_path, train, message):
+    from data_loader.benchmark import BenchmarkDataLoader
+
+    (tmp_path / "train.txt").write_bytes(train.encode("latin-1"))
+    (tmp_path / "test.txt").write_text("0 1 2\n1 2 3\n")
+    with pytest.raises(DataError, match=re.escape(message)):
+        prepared(BenchmarkDataLoader(str(tmp_path)))
+
+
+def test_a_user_without_items_is_kept_out_and_other_bad_sources_are_one_error(tmp_path):
+    from data_loader.benchmark import BenchmarkDataLoader
+
+    (tmp_path / "train.txt").write_text("0 1 2\n5\n1 3\n")  # user 5: no items
+    (tmp_path / "test.txt").write_text("0 3\n1 2\n")
+    assert prepared(BenchmarkDataLoader(str(tmp_path))).dataset.train.nnz == 3
+    (tmp_path / "a.csv").write_text("user,item\na,x\n")
+    with pytest.raises(ConfigError, match="data_loader.args.sep: '' cannot split"):
+        prepared(CSVDataLoader(str(tmp_path), "a.csv", sep=""))
+    with pytest.raises(DataError, match="not utf-16 text"):
+        prepared(CSVDataLoader(str(tmp_path), "a.csv", encoding="utf-16"))
+    folder = write_release(tmp_path / "ml", "ml-100k", fake_ratings())
+    (folder / "u.item").write_bytes(b'1|a|"unclosed\n2|b\n')
+    with pytest.raises(DataError, match="u.item: not the u.item layout"):
+        prepared(MovieLensDataLoader(str(tmp_path / "ml"), download=False, cache=False))

@@ -72,7 +72,7 @@ def test_benchmark_loader_keeps_the_files_split(tmp_path):
 
 def test_benchmark_loader_errors(tmp_path):
     folder = write_benchmark(tmp_path / "b", ["0 1 2", "1 2 x3"], ["0 3"])
-    with pytest.raises(DataError, match=r"train\.txt:2: ids must be integers, got 'x3'"):
+    with pytest.raises(DataError, match=r"train\.txt:2: ids are indices from 0 to 2147483647, got 'x3'"):
         prepared(BenchmarkDataLoader(str(folder)))
     with pytest.raises(DataError, match="is not a folder"):
         prepared(BenchmarkDataLoader(str(tmp_path / "nowhere")))
