@@ -7,7 +7,7 @@ import pandas as pd
 
 from base.base_data_loader import BaseDataLoader
 from data_loader.cache import cached_dataset
-from data_loader.preparation import integral_ids, preparation_args, prepare
+from data_loader.preparation import ID_KINDS, preparation_args, prepare, read_ids
 from utils import checks
 from utils.errors import ConfigError, DataError
 
@@ -27,7 +27,7 @@ def _not_text(path, encoding):
     )
 
 
-def read_interactions(path, sep, user_col, item_col, rating_col, time_col, encoding="utf-8"):
+def read_interactions(path, sep, user_col, item_col, rating_col, time_col, encoding="utf-8", ids="text"):
     """DataFrame with columns user, item[, rating][, time]. Ids stay as the file writes them:
     integers when every id of a column is one, strings otherwise."""
     if not path.is_file():
@@ -66,7 +66,7 @@ def read_interactions(path, sep, user_col, item_col, rating_col, time_col, encod
         empty = (frame[role].str.strip() == "").to_numpy()
         if empty.any():
             raise DataError(f"{path}:{int(np.flatnonzero(empty)[0]) + 2}: empty {columns[role]!r}")
-        frame[role] = integral_ids(frame[role].to_numpy(dtype=object))
+        frame[role] = read_ids(frame[role].to_numpy(dtype=object), ids, path)
     for role in ("rating", "time"):
         if role in frame:
             values = pd.to_numeric(frame[role], errors="coerce")
@@ -78,7 +78,7 @@ def read_interactions(path, sep, user_col, item_col, rating_col, time_col, encod
     return frame
 
 
-def read_side_file(path, encoding="utf-8"):
+def read_side_file(path, encoding="utf-8", ids="text"):
     """DataFrame(item, value) from a side file: a header row, the item id in the first column and
     one value in the second; several rows per item where an item has several values. Tab-separated
     when the name ends in .tsv, else comma-separated."""
@@ -96,7 +96,7 @@ def read_side_file(path, encoding="utf-8"):
             f"{path}: expected two columns (item id, value) separated by {sep!r}, got {list(frame.columns)}"
         )
     frame = frame.iloc[:, :2].set_axis(["item", "value"], axis=1)
-    frame["item"] = integral_ids(frame["item"].to_numpy(dtype=object))
+    frame["item"] = read_ids(frame["item"].to_numpy(dtype=object), ids, path)
     return frame
 
 
@@ -105,7 +105,9 @@ class CSVDataLoader(BaseDataLoader):
 
     data_dir: the folder; path: the file in it (or an absolute path). sep: the separator.
     user_col, item_col: the id columns (any strings); rating_col, time_col: optional (null).
-    encoding: the files' text encoding. min_rating, k_core, cache: as MovieLensDataLoader.
+    encoding: the files' text encoding. ids: "text" keeps every id exactly as the file writes it
+        ('007' and '7' are two users); "integers" reads them as numbers ('7', '07', '7.0' are one).
+    min_rating, k_core, cache: as MovieLensDataLoader.
     item_files: {attribute: file in data_dir}, e.g. {"title": "titles.tsv", "genre": "genres.tsv",
         "year": "years.tsv"}: each file has a header row, the item id first and one value second
         (tab-separated for .tsv, else comma); "title" gives the titles, a file with one number per
@@ -122,12 +124,14 @@ class CSVDataLoader(BaseDataLoader):
         rating_col=None,
         time_col=None,
         encoding="utf-8",
+        ids="text",
         min_rating=None,
         k_core=0,
         item_files=None,
         cache=True,
     ):
         self.preparation = preparation_args(min_rating, k_core)
+        self.ids = checks.one_of("data_loader.args.ids", ids, ID_KINDS)
         if min_rating is not None and rating_col is None:
             raise ConfigError("data_loader.args.min_rating needs data_loader.args.rating_col (or min_rating: null)")
         if item_files is not None and not (
@@ -145,11 +149,12 @@ class CSVDataLoader(BaseDataLoader):
 
     def load_dataset(self):
         def build():
-            frame = read_interactions(self.path, self.sep, *self.columns, encoding=self.encoding)
-            side = {name: read_side_file(path, self.encoding) for name, path in self.item_files.items()}
+            frame = read_interactions(self.path, self.sep, *self.columns, encoding=self.encoding, ids=self.ids)
+            side = {name: read_side_file(path, self.encoding, self.ids) for name, path in self.item_files.items()}
             return prepare(frame, str(self.path), side=side, **self.preparation)
 
         names = sorted(self.item_files)
-        key = {**self.preparation, "sep": self.sep, "columns": self.columns, "encoding": self.encoding, "side": names}
+        key = {**self.preparation, "sep": self.sep, "columns": self.columns, "encoding": self.encoding, "ids": self.ids}
+        key["side"] = names
         files = [self.path] + [self.item_files[name] for name in names]
         return cached_dataset(files, key, build, enabled=self.cache, data_dir=self.data_dir)

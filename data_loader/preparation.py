@@ -39,16 +39,23 @@ def k_core_filter(frame, k):
         rounds += 1
 
 
-def integral_ids(values):
-    """A column of ids as it should be kept: integers when every id is an integer written as a
-    number ('1' and '1.0' are then one user; exact up to 18 digits, which float64 is not above
-    2^53), else the strings as they are."""
-    if values.dtype != object:
+ID_KINDS = ("text", "integers")
+
+
+def read_ids(values, kind, where):
+    """A column of ids as the config says to keep them: "text" exactly as the file writes them
+    ('007' and '7' are two items), or "integers" ('7', '07' and '7.0' are one; exact up to 18 digits,
+    which float64 is not above 2^53, and anything else is an error naming the line)."""
+    if kind == "text" or values.dtype != object:
         return values
     text = pd.Series(values, dtype=str).str.strip()
-    if text.str.fullmatch(r"[+-]?\d{1,18}(\.0*)?").all():
-        return text.str.replace(r"\.0*$", "", regex=True).astype(np.int64).to_numpy()
-    return values
+    integral = text.str.fullmatch(r"[+-]?\d{1,18}(\.0*)?").to_numpy()
+    if not integral.all():
+        row = int(np.flatnonzero(~integral)[0])
+        raise DataError(
+            f'{where}:{row + 2}: {text.iloc[row]!r} is not an integer id (data_loader.args.ids: "text" keeps any id)'
+        )
+    return text.str.replace(r"\.0*$", "", regex=True).astype(np.int64).to_numpy()
 
 
 def side_information(item_ids, tables):

@@ -439,8 +439,15 @@ def test_a_second_interrupt_during_a_save_waits_for_it(tmp_path):
 
 def test_csv_ids_1_and_1_0_are_one_user_and_big_ids_stay_exact(tmp_path, tiny_data):
     (tmp_path / "a.csv").write_text("user,item\n1,10\n1.0,11\n2,10\n2,12\n")
-    ds = prepared(CSVDataLoader(str(tmp_path), "a.csv", cache=False), test=0.0, valid=0.0).dataset
+    ds = prepared(CSVDataLoader(str(tmp_path), "a.csv", cache=False, ids="integers"), test=0.0, valid=0.0).dataset
     assert list(ds.user_ids) == [1, 2] and ds.user_ids.dtype == np.int64
+    # by default ids are text, exactly as the file writes them: 000242 stays 000242, 0007 and 7 are two
+    (tmp_path / "b.csv").write_text("user,item\n000242,0007\n000242,07\n1,7\n")
+    ds = prepared(CSVDataLoader(str(tmp_path), "b.csv", cache=False), test=0.0, valid=0.0).dataset
+    assert list(ds.user_ids) == ["000242", "1"] and list(ds.item_ids) == ["0007", "07", "7"]
+    with pytest.raises(Exception, match=r"b.csv:4: '1x' is not an integer id"):
+        (tmp_path / "b.csv").write_text("user,item\n1,2\n2,3\n1x,4\n")
+        prepared(CSVDataLoader(str(tmp_path), "b.csv", cache=False, ids="integers"), test=0.0, valid=0.0)
     big = 2**53 + 1  # float64 would merge it with 2^53
     lines = (tiny_data / "ml-100k" / "u.data").read_text().splitlines()
     lines += [f"{big}\t1\t5\t881250949", f"{big - 1}\t2\t5\t881250949", f"{big - 1}\t3\t5\t881250950"]
@@ -586,3 +593,14 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_last_go
     assert "cannot write checkpoint" in line and "the disk is full or the file cannot be written" in line
     assert (runs / "d" / "model_best.pth").read_bytes() == good and load_checkpoint(runs / "d" / "model_best.pth")
     assert not [p for p in (runs / "d").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_run_files_follow_the_umask_so_a_team_can_read_them(setup, tmp_path):
+    config, path, runs = setup
+    old = os.umask(0o002)  # a team's shared folder: group-writable
+    try:
+        train_ok("-c", path, "--run-id", "shared", "--epochs", "1")
+    finally:
+        os.umask(old)
+    for name in ("model_best.pth", "checkpoint-epoch1.pth", "config.json"):
+        assert (runs / "shared" / name).stat().st_mode & 0o777 == 0o664, name

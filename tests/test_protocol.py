@@ -112,7 +112,7 @@ def test_side_files_become_titles_multi_hot_attributes_and_numbers(tmp_path, cap
     write_competition(tmp_path)
     loader = CSVDataLoader(str(tmp_path), "train_ratings.csv", time_col="time", item_files=SIDE)
     ds = prepared(loader).dataset
-    first = int(np.flatnonzero(ds.item_ids == 1001)[0])
+    first = int(np.flatnonzero(ds.item_ids == "1001")[0])  # ids kept as the files write them
     assert ds.item_titles[first] == 'Film 1001, "quoted"'
     assert ds.item_numbers["year"][first] == 1950 + 1001 % 60
     genre = ds.item_attributes["genre"]

@@ -46,6 +46,13 @@ def deferred_signals():
                 signal.raise_signal(received[0])
 
 
+def process_umask():
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path, write, binary=True):
     """Call write(file) on a temporary file beside `path`, then rename it to `path`. On any error
     the temporary file is removed and the old `path` is left as it was; the error is re-raised."""
@@ -53,6 +60,8 @@ def write_atomic(path, write, binary=True):
     with deferred_signals():
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            if hasattr(os, "fchmod"):  # mkstemp's 0600 would hide checkpoints from a team's shared save_dir
+                os.fchmod(fd, 0o666 & ~process_umask())
             with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
                 write(f)
                 f.flush()
