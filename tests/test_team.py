@@ -98,3 +98,23 @@ def test_the_github_workflow_selects_its_tests_without_the_data_sets(tmp_path):
         text=True,
     )
     assert result.returncode != 0 and "CI=true but the real data is not at" in result.stdout + result.stderr
+
+
+def test_new_project_inside_the_template_or_on_a_failing_disk_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import new_project
+
+    assert new_project.main([str(ROOT / "configs" / "mine")]) == 2
+    assert "is inside the template" in capsys.readouterr().err and not (ROOT / "configs" / "mine").exists()
+    copies = {"n": 0}
+    original = shutil.copy2
+
+    def full_after_ten(source, target):
+        copies["n"] += 1
+        if copies["n"] > 10:
+            raise OSError(28, "No space left on device")
+        return original(source, target)
+
+    monkeypatch.setattr(new_project.shutil, "copy2", full_after_ten)
+    assert new_project.main([str(tmp_path / "mine")]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no half copy, no temporary folder
