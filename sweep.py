@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from utils.errors import ConfigError
 from utils.files import read_jsonl, write_atomic
-from utils.runs import RunFolder
+from utils.runs import RunFolder, RunLock
 from utils.util import read_json
 
 ROOT = Path(__file__).resolve().parent
@@ -44,17 +44,30 @@ def read_sweep(sweep_path):
     return sweep
 
 
+def free_run(save_dir, name, stem, index):
+    """The run folder of grid point `index`: sweep-<stem>-<index>, or with -2, -3, ... after it when
+    an earlier sweep (interrupted, or finished and run again) left that folder: nothing is reused."""
+    run_id = f"sweep-{stem}-{index}"
+    attempt = 1
+    while RunFolder(save_dir, name, run_id).path.exists():
+        attempt += 1
+        run_id = f"sweep-{stem}-{index}-{attempt}"
+    return RunFolder(save_dir, name, run_id)
+
+
 def run_one(sweep, sweep_path, index, settings, base):
     """Train one combination; its row of the table."""
-    run_id = f"sweep-{Path(sweep_path).stem}-{index}"
     overrides = {**sweep.get("set", {}), **settings}
-    command = [sys.executable, str(ROOT / "train.py"), "-c", sweep["config"], "--run-id", run_id]
+    save_dir = Path(overrides.get("trainer.save_dir", base["trainer"]["save_dir"]))
+    run = free_run(save_dir, overrides.get("name", base["name"]), Path(sweep_path).stem, index)
+    command = [sys.executable, str(ROOT / "train.py"), "-c", sweep["config"], "--run-id", run.run_id]
     for key, value in overrides.items():
         command += ["--set", f"{key}={json.dumps(value)}"]
     started = time.perf_counter()
-    # its own process group: the sweep, not the run, takes the Ctrl-C (and then ends the run)
+    # its own process group: the sweep, not the run, takes the Ctrl-C (and then ends the run); the
+    # run starts in this folder, as `python train.py` typed here would
     process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
         _, stderr = process.communicate()
@@ -63,8 +76,7 @@ def run_one(sweep, sweep_path, index, settings, base):
         process.wait()
         raise
     seconds = time.perf_counter() - started
-    save_dir = Path(overrides.get("trainer.save_dir", base["trainer"]["save_dir"]))
-    metrics = RunFolder(save_dir, base["name"], run_id).metrics
+    run_id, metrics = run.run_id, run.metrics
     history = read_jsonl(metrics) if metrics.is_file() else []
     best = max(history, key=lambda h: h.get(sweep["metric"], float("-inf")), default={})
     status = "ok" if process.returncode == 0 else (stderr.strip().splitlines() or [f"exit {process.returncode}"])[-1]
@@ -88,19 +100,30 @@ def write_table(rows, sweep, out):
 
 def run_sweep(sweep_path, resume=False):
     sweep = read_sweep(sweep_path)
+    sweep["config"] = str(Path(sweep["config"]).resolve())  # the file read here is the one trained
     base = read_json(sweep["config"])
     keys = list(sweep["grid"])
     grid = [dict(zip(keys, values)) for values in itertools.product(*(sweep["grid"][k] for k in keys))]
     out = Path(sweep["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out.parent, f".{out.name}.lock")
+    if not lock.acquire():
+        raise ConfigError(f"{out}: another sweep (pid {lock.holder()}) is writing this table; wait for it to end")
+    try:
+        return sweep_grid(sweep, sweep_path, base, grid, out, resume)
+    finally:
+        lock.release()
+
+
+def sweep_grid(sweep, sweep_path, base, grid, out, resume):
     rows = []
     if resume and out.is_file():  # keep the finished runs, run the rest
         rows = [r for r in pd.read_csv(out).to_dict("records") if r.get("status") == "ok"]
-    done = {r["run_id"] for r in rows}
+    done = {grid_point(r["run_id"], Path(sweep_path).stem) for r in rows}
     bar = tqdm(total=len(grid), initial=len(done), desc="sweep", unit="run", dynamic_ncols=True)
     try:
         for index, settings in enumerate(grid):
-            run_id = f"sweep-{Path(sweep_path).stem}-{index}"
-            if run_id in done:
+            if index in done:
                 continue
             row = run_one(sweep, sweep_path, index, settings, base)
             rows.append(row)
@@ -126,6 +149,11 @@ def run_sweep(sweep_path, resume=False):
     return table
 
 
+def grid_point(run_id, stem):
+    """The grid index of a run id sweep-<stem>-<index>[-<attempt>]."""
+    return int(str(run_id).removeprefix(f"sweep-{stem}-").split("-")[0])
+
+
 def main(argv):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -140,5 +168,12 @@ def main(argv):
         return 2
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 if __name__ == "__main__":
+    for name in ("SIGTERM", "SIGHUP"):  # ended like Ctrl-C: the run in progress is stopped, the table written
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)
     sys.exit(main(sys.argv[1:]))

@@ -192,7 +192,7 @@ def test_an_interrupted_sweep_keeps_its_table_and_resumes(tmp_path, tiny_data):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     table = pd.read_csv(tmp_path / "sweep.csv")
-    assert sorted(table["optimizer.args.lr"]) == [0.001, 0.002, 0.003, 0.004] and (table["status"] == "ok").sum() >= 3
+    assert sorted(table["optimizer.args.lr"]) == [0.001, 0.002, 0.003, 0.004] and (table["status"] == "ok").all()
     history = read_jsonl(tmp_path / "saved" / "models" / config["name"] / "sweep-sweep-3" / "metrics.jsonl")
     assert history
 

@@ -118,3 +118,32 @@ def test_new_project_inside_the_template_or_on_a_failing_disk_leaves_nothing(tmp
     assert new_project.main([str(tmp_path / "mine")]) == 1
     assert "No space left on device" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # no half copy, no temporary folder
+
+
+@pytest.mark.slow
+def test_a_sweep_from_another_folder_over_names_run_twice_and_not_at_once(tmp_path, tiny_data):
+    """Relative paths are the user's folder's; a grid over `name` keeps its metric; a finished sweep
+    run again trains again (new run folders, no error rows); a second sweep on the same table waits."""
+    from utils.runs import RunLock
+
+    work = tmp_path / "work"
+    work.mkdir()
+    config = tiny_config(tiny_data, "saved", trainer__epochs=1)  # save_dir relative to the user's folder
+    write_config(work / "base.json", config)
+    sweep = {"config": "base.json", "grid": {"name": ["first", "second"]}, "metric": "val_recall@20", "out": "s.csv"}
+    (work / "s.json").write_text(json.dumps(sweep))
+    command = [sys.executable, str(ROOT / "sweep.py"), "s.json"]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    for _ in (1, 2):
+        result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        table = pd.read_csv(work / "s.csv")
+        assert (table["status"] == "ok").all() and (table["val_recall@20"] > 0).all(), table
+    assert (work / "saved" / "models" / "second" / "sweep-s-1-2" / "metrics.jsonl").is_file()  # the second time
+    lock = RunLock(work, ".s.csv.lock")
+    assert lock.acquire()
+    try:
+        result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
+    finally:
+        lock.release()
+    assert result.returncode == 2 and "another sweep" in result.stderr and "Traceback" not in result.stderr

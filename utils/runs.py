@@ -25,8 +25,8 @@ class RunLock:
     """An exclusive lock on a run folder, held by an open file (released when the process ends,
     however it ends). flock on POSIX, msvcrt.locking on Windows."""
 
-    def __init__(self, folder):
-        self.path = Path(folder) / LOCK_NAME
+    def __init__(self, folder, name=LOCK_NAME):
+        self.path = Path(folder) / name
         self.fd = None
 
     def acquire(self):
