@@ -130,6 +130,8 @@ def main(args):
         raise ConfigError(f"--k: expected a positive integer, got {args.k}")
     if not args.resume.strip():
         raise ConfigError("-r: the checkpoint path is empty (give a checkpoint file such as model_best.pth)")
+    for registry in (MODELS, METRICS):
+        registry.check()
     checkpoint = load_checkpoint(args.resume)
     config = ConfigParser.from_args(args, checkpoint_config=checkpoint["config"], for_training=False)
     figures_path = Path(args.resume).parent / f"{args.split}_metrics.json"

@@ -100,6 +100,8 @@ def epochs_option(values):
 
 def check_names(config):
     """Every name and argument in the config exists, checked before anything is read or built."""
+    for registry in (MODELS, DATA_LOADERS, TRAINERS, LOSSES, METRICS):
+        registry.check()
     check_data_config(config)
     config.check_obj("arch", MODELS, dataset=None)
     if config.get("loss") is not None:

@@ -3,6 +3,8 @@ abstract method out, a file that does not import, a forward that returns the wro
 the merge check: the three modules added on their own branches train side by side."""
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,7 +63,7 @@ def test_list_prints_every_module_with_its_first_docstring_line(capsys):
         for name in registry:
             assert f"  {name} " in result.stdout, name
     assert "EASE" in result.stdout and "Embarrassingly" not in result.stdout.split("EASE")[0]
-    assert "bpr_loss  BPR" in result.stdout
+    assert re.search(r"^ +bpr_loss +BPR", result.stdout, re.MULTILINE)  # the column fits the longest name
 
 
 class TupleModel(BaseModel):
@@ -133,3 +135,46 @@ def test_three_modules_added_together_each_train(tmp_path, tiny_data):
         folder = tmp_path / "saved" / "models" / config["name"] / "merged"
         assert read_jsonl(folder / "metrics.jsonl")[-1]["val_recall@20"] > 0, name
         assert run_script("test.py", "-r", folder / "model_best.pth", cwd=project).returncode == 0, name
+
+
+@pytest.mark.slow
+def test_a_team_that_never_collides(tmp_path, tiny_data):
+    """Two files defining one name is one line naming both; a loss with a long name and a metric named
+    `map`, merged together, leave the whole fast suite green (no test lists names or widths)."""
+    project = copy_tracked(tmp_path / "project")
+    (project / "model" / "zz_my_mf.py").write_text(
+        "from base.base_model import BaseModel\n\n\nclass MF(BaseModel):\n"
+        '    """A teammate\'s MF under the same name."""\n\n'
+        "    def __init__(self, dataset, embed_dim=8, init_std=0.1):\n        super().__init__()\n\n"
+        "    def full_scores(self, users, history):\n        return None\n"
+    )
+    config = tiny_config(tiny_data, tmp_path / "saved")
+    result = run_script("train.py", "-c", write_config(tmp_path / "c.json", config), cwd=project)
+    line = one_line_error(result)
+    assert "'MF' is defined in model/mf.py and in model/zz_my_mf.py: rename one" in line
+    (project / "model" / "zz_my_mf.py").unlink()
+    (project / "model" / "loss" / "margin.py").write_text(
+        "def a_pairwise_margin_ranking_loss(output, step, margin=1.0):\n"
+        '    """Hinge on the score difference."""\n'
+        '    return (margin - output["pos_scores"] + output["neg_scores"]).clamp(min=0).mean()\n'
+    )
+    (project / "model" / "metric" / "map.py").write_text(
+        "import torch\n\n\ndef map(hits, n_relevant):  # noqa: A001 - the metric's name\n"
+        '    """MAP@K: the mean of precision at each hit."""\n'
+        "    precision = hits.cumsum(dim=1) / torch.arange(1, hits.shape[1] + 1, device=hits.device)\n"
+        "    return (precision * hits).sum(dim=1) / n_relevant.clamp(min=1, max=hits.shape[1])\n"
+    )
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    for command in ([*git, "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "merged"]):
+        subprocess.run(command, cwd=project, check=True)  # the team's repository, the modules merged
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    listed = subprocess.run([sys.executable, "train.py", "--list"], cwd=project, capture_output=True, text=True)
+    assert "a_pairwise_margin_ranking_loss" in listed.stdout and re.search(r"^ +map +MAP@K", listed.stdout, re.M)

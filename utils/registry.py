@@ -17,9 +17,20 @@ import pkgutil
 class Registry(dict):
     """{name: class or function}, plus `problems`: {name or file: why it could not be registered}."""
 
-    def __init__(self, found, problems, role):
+    def __init__(self, found, problems, role, conflicts=()):
         super().__init__(sorted(found.items()))
-        self.problems, self.role = problems, role
+        self.problems, self.role, self.conflicts = problems, role, list(conflicts)
+
+    def check(self):
+        """A name defined in two files (two teammates' modules merged) is an error naming both: the
+        second would silently win."""
+        from utils.errors import ConfigError
+
+        if self.conflicts:
+            name, first, second = self.conflicts[0]
+            raise ConfigError(
+                f"{self.role} '{name}' is defined in {first} and in {second}: rename one (each name is registered once)"
+            )
 
     def lookup(self, name, key):
         """The entry called `name`, for the config key `key`; otherwise a ConfigError saying why."""
@@ -50,6 +61,14 @@ def _modules(package_name, package_path):
             yield None, path, f"{path} could not be imported ({type(e).__name__}: {first})"
 
 
+def _register(found, where, conflicts, path, name, obj):
+    """found[name] = obj, unless another file registered the name first (then a conflict)."""
+    if name in found and found[name] is not obj:
+        conflicts.append((name, where[name], path))
+        return
+    found[name], where[name] = obj, path
+
+
 def _definitions(package_name, package_path, problems):
     """(its file, name, object) for each public object a module of the package defines itself;
     a module that cannot be imported goes to `problems` instead."""
@@ -64,7 +83,7 @@ def _definitions(package_name, package_path, problems):
 
 def discover(package_name, package_path, base_class):
     """{class name: class} for the public subclasses of base_class defined in the package's modules."""
-    found, problems = {}, {}
+    found, where, problems, conflicts = {}, {}, {}, []
     for path, name, obj in _definitions(package_name, package_path, problems):
         if not (inspect.isclass(obj) and issubclass(obj, base_class) and obj is not base_class):
             continue
@@ -74,17 +93,17 @@ def discover(package_name, package_path, base_class):
                 f"{name} in {path} cannot be built: it does not implement {missing} (abstract in {base_class.__name__})"
             )
         else:
-            found[name] = obj
-    return Registry(found, problems, base_class.__name__)
+            _register(found, where, conflicts, path, name, obj)
+    return Registry(found, problems, base_class.__name__, conflicts)
 
 
 def discover_functions(package_name, package_path, role):
     """{function name: function} for the public functions defined in the package's modules."""
-    found, problems = {}, {}
-    for _, name, obj in _definitions(package_name, package_path, problems):
+    found, where, problems, conflicts = {}, {}, {}, []
+    for path, name, obj in _definitions(package_name, package_path, problems):
         if inspect.isfunction(obj):
-            found[name] = obj
-    return Registry(found, problems, role)
+            _register(found, where, conflicts, path, name, obj)
+    return Registry(found, problems, role, conflicts)
 
 
 def summary(obj):
