@@ -10,7 +10,8 @@ The sweep file:
      "grid": {"optimizer.args.lr": [0.0005, 0.001], every combination of these
               "arch.args.embed_dim": [32, 64]},
      "set": {"trainer.epochs": 40},                 fixed overrides for every run
-     "metric": "val_recall@20",                     the column to rank by (max)
+     "metric": "val_recall@20",                     the column to rank by
+     "goal": "max",                                 max (default) or min (the default for "loss")
      "out": "saved/sweeps/ngcf.csv"}
 """
 
@@ -41,6 +42,9 @@ def read_sweep(sweep_path):
             raise ConfigError(f"{sweep_path}: missing '{key}' (see python sweep.py --help)")
     if not isinstance(sweep["grid"], dict) or not all(isinstance(v, list) and v for v in sweep["grid"].values()):
         raise ConfigError(f"{sweep_path}: grid: expected {{config key: [values, ...]}}")
+    sweep.setdefault("goal", "min" if sweep["metric"] == "loss" else "max")  # a loss is best low
+    if sweep["goal"] not in ("max", "min"):
+        raise ConfigError(f'{sweep_path}: goal: expected "max" or "min", got {sweep["goal"]!r}')
     return sweep
 
 
@@ -78,7 +82,8 @@ def run_one(sweep, sweep_path, index, settings, base):
     seconds = time.perf_counter() - started
     run_id, metrics = run.run_id, run.metrics
     history = read_jsonl(metrics) if metrics.is_file() else []
-    best = max(history, key=lambda h: h.get(sweep["metric"], float("-inf")), default={})
+    sign = 1 if sweep["goal"] == "max" else -1
+    best = max(history, key=lambda h: sign * h.get(sweep["metric"], sign * float("-inf")), default={})
     status = "ok" if process.returncode == 0 else (stderr.strip().splitlines() or [f"exit {process.returncode}"])[-1]
     return {
         **settings,
@@ -92,7 +97,7 @@ def run_one(sweep, sweep_path, index, settings, base):
 
 
 def write_table(rows, sweep, out):
-    table = pd.DataFrame(rows).sort_values(sweep["metric"], ascending=False, na_position="last")
+    table = pd.DataFrame(rows).sort_values(sweep["metric"], ascending=sweep["goal"] == "min", na_position="last")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, lambda f: table.to_csv(f, index=False), binary=False)
     return table

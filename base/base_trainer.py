@@ -252,7 +252,11 @@ class BaseTrainer(ABC):
         self.resumed_from = checkpoint["epoch"]
         self.start_epoch = checkpoint["epoch"] + 1
         self.step = checkpoint.get("step", 0)
-        self.mnt_best = checkpoint.get("monitor_best", self.mnt_best)
+        saved_best = checkpoint.get("monitor_best", self.mnt_best)
+        if saved_best != saved_best:  # NaN: nothing would ever beat it, and model_best.pth would never be written
+            self.logger.warning(f"{path}: its best monitored figure is NaN; the next evaluated epoch becomes the best")
+        else:
+            self.mnt_best = saved_best
         self.best_epoch = checkpoint.get("best_epoch", 0)
         states = checkpoint["rng"]
         set_rng_state(self._for_this_rank(states, "random state"))

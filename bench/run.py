@@ -117,7 +117,7 @@ def run_model(
     from bench import baseline, floor
     from model import METRICS
     from model.lightgcn import LightGCN
-    from model.loss import bpr_loss
+    from model.loss.bpr import bpr_loss
     from model.ngcf import NGCF
     from trainer.evaluation import evaluate, parse_metrics
     from utils.device import configure_device, resolve_device

@@ -10,7 +10,7 @@ from conftest import ROOT, data_of, read_jsonl, run, small_dataset, tiny_config,
 
 import model.graph as graph_module
 from model import METRICS
-from model.loss import bpr_loss
+from model.loss.bpr import bpr_loss
 from model.mf import MF
 from trainer import evaluation
 from trainer.evaluation import parse_metrics

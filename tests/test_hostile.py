@@ -604,3 +604,20 @@ def test_run_files_follow_the_umask_so_a_team_can_read_them(setup, tmp_path):
         os.umask(old)
     for name in ("model_best.pth", "checkpoint-epoch1.pth", "config.json"):
         assert (runs / "shared" / name).stat().st_mode & 0o777 == 0o664, name
+
+
+def test_nan_in_a_config_or_as_a_checkpoints_best_and_a_unicode_run_id_are_said_plainly(setup, tmp_path):
+    config, path, runs = setup
+    text = path.read_text().replace('"reg": 1e-05', '"reg": NaN')
+    assert "NaN" in text
+    line = one_line_error(run("train.py", "-c", write_config(tmp_path / "n.json", json.loads(text))))
+    assert "loss.args.reg: nan is not a number JSON allows" in line
+    line = one_line_error(run("train.py", "-c", path, "--run-id", "répétition/é"))
+    assert '"répétition/é"' in line and "at most 128" in line
+    train_ok("-c", path, "--run-id", "b")
+    state = torch.load(runs / "b" / "checkpoint-epoch2.pth", weights_only=True)
+    state["monitor_best"] = float("nan")
+    save_checkpoint(state, runs / "b" / "checkpoint-epoch2.pth")
+    (runs / "b" / "model_best.pth").unlink()
+    result = train_ok("-r", runs / "b" / "checkpoint-epoch2.pth", "--epochs", "3")
+    assert "its best monitored figure is NaN" in result.stdout and (runs / "b" / "model_best.pth").is_file()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from conftest import ROOT, read_jsonl, run, small_dataset, straight_and_resumed
 
-from model.loss import bce_loss
+from model.loss.bce import bce_loss
 from model.neumf import NeuMF
 
 

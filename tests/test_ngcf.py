@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from conftest import small_dataset
 
 from model.graph import SparseGraph, normalized_adjacency
-from model.loss import bpr_loss
+from model.loss.bpr import bpr_loss
 from model.ngcf import NGCF
 
 

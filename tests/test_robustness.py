@@ -87,7 +87,7 @@ def test_killing_a_writer_never_corrupts_the_checkpoint(tmp_path):
 def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_best(tmp_path, tiny_data):
     from base.base_trainer import TrainingError
     from model import METRICS
-    from model.loss import bpr_loss
+    from model.loss.bpr import bpr_loss
     from model.ngcf import NGCF
     from trainer.evaluation import parse_metrics
     from trainer.trainer import Trainer

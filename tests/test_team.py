@@ -147,3 +147,14 @@ def test_a_sweep_from_another_folder_over_names_run_twice_and_not_at_once(tmp_pa
     finally:
         lock.release()
     assert result.returncode == 2 and "another sweep" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_sweep_ranks_a_loss_lowest_first(tmp_path):
+    import sweep as sweep_script
+
+    (tmp_path / "s.json").write_text(json.dumps({"config": "c.json", "grid": {"a": [1]}, "metric": "loss", "out": "o"}))
+    sweep = sweep_script.read_sweep(tmp_path / "s.json")
+    assert sweep["goal"] == "min"
+    rows = [{"loss": 0.5, "run_id": "x"}, {"loss": 0.1, "run_id": "y"}, {"loss": None, "run_id": "z"}]
+    table = sweep_script.write_table(rows, sweep, tmp_path / "t.csv")
+    assert list(table["run_id"]) == ["y", "x", "z"]

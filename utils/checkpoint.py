@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from utils import checks
 from utils.errors import CheckpointError
 from utils.files import write_atomic
 
@@ -35,10 +36,6 @@ def save_checkpoint(state, path):
         ) from None
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_state(state, path):
     """Every value a resume or an evaluation reads has the type it must have; else a CheckpointError."""
 
@@ -49,7 +46,7 @@ def check_state(state, path):
 
     if not isinstance(state.get("arch"), str):
         bad("arch", "a class name")
-    if not _is_int(state.get("epoch")) or state["epoch"] < 0:
+    if not checks.is_int(state.get("epoch")) or state["epoch"] < 0:
         bad("epoch", "an epoch number >= 0")
     if not isinstance(state.get("state_dict"), dict) or not all(
         isinstance(v, torch.Tensor) for v in state["state_dict"].values()
@@ -57,12 +54,12 @@ def check_state(state, path):
         bad("state_dict", "a dict of tensors")
     if not isinstance(state.get("config"), dict):
         bad("config", "the run's config (a dict)")
-    if "step" in state and (not _is_int(state["step"]) or state["step"] < 0):
+    if "step" in state and (not checks.is_int(state["step"]) or state["step"] < 0):
         bad("step", "a step count >= 0")
     for key in ("monitor_best",):
         if key in state and not isinstance(state[key], (int, float)):
             bad(key, "a number")
-    if "best_epoch" in state and not _is_int(state["best_epoch"]):
+    if "best_epoch" in state and not checks.is_int(state["best_epoch"]):
         bad("best_epoch", "an epoch number")
     for key in ("optimizer", "lr_scheduler"):
         if state.get(key) is not None and not isinstance(state[key], dict):

@@ -8,7 +8,7 @@ from utils.errors import ConfigError
 
 def _shown(value):
     try:
-        return json.dumps(value)
+        return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(value)
 

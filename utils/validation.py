@@ -1,6 +1,7 @@
 """What a config must look like: the one place where its structure and the values every run
 relies on are checked (each class checks its own arguments, through utils/checks.py)."""
 
+import math
 import re
 
 from utils import checks
@@ -101,7 +102,8 @@ def parse_monitor(monitor, metrics=None):
 def safe_name(key, value):
     """A name that is one path component: letters, digits, '_', '-', '.', not starting with '.'."""
     if not (isinstance(value, str) and SAFE_NAME.match(value)):
-        checks.fail(key, "one folder name of letters, digits, '_', '-' and '.', not starting with '.' or '-'", value)
+        expected = "one folder name of at most 128 letters, digits, '_', '-' and '.', not starting with '.' or '-'"
+        checks.fail(key, expected, value)
     return value
 
 
@@ -125,6 +127,18 @@ def _section(config, name, optional=False):
         checks.fail(f"{name}.args", "an object", node.get("args"))
 
 
+def not_finite_numbers(node, where=""):
+    """(dotted key, value) of every NaN or Infinity in a config (Python's json reads them; JSON has none)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        yield where, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from not_finite_numbers(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from not_finite_numbers(value, f"{where}.{index}")
+
+
 def validate(config, for_training=True):
     """Check the structure and the values every run relies on. Raises ConfigError.
 
@@ -132,6 +146,9 @@ def validate(config, for_training=True):
     """
     if not isinstance(config, dict):
         raise ConfigError(f"the config must be a JSON object, got {type(config).__name__}")
+    not_finite = next(not_finite_numbers(config), None)
+    if not_finite is not None:
+        raise ConfigError(f"{not_finite[0]}: {not_finite[1]} is not a number JSON allows; give a finite number")
     unknown = sorted(k for k in config if k not in TOP_LEVEL_KEYS and not k.startswith("_"))
     if unknown:
         raise ConfigError(

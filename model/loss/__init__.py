@@ -8,4 +8,3 @@ as KL annealing). A new loss is a new file here.
 from utils.registry import discover_functions
 
 LOSSES = discover_functions(__name__, __path__, "loss")
-globals().update(LOSSES)  # from model.loss import bpr_loss
