@@ -238,7 +238,7 @@ def main(args):
     logger.info(model)
     criterion = None
     if config.get("loss") is not None:
-        criterion = config.init_ftn("loss", LOSSES)
+        criterion = config.bind_loss("loss", LOSSES)
     elif model.has_own_loss():
         criterion = model.loss
     metrics = parse_metrics(config["metrics"], METRICS)
@@ -268,7 +268,7 @@ def main(args):
     finished = False
     try:
         if rank == 0:
-            run.continue_() if continuing else run.create(fixed_id=args.run_id is not None)
+            run.reopen() if continuing else run.create(fixed_id=args.run_id is not None)
             resolved = dict(config.config)
             if checkpoint is not None and not continuing:  # a new run that starts from another's checkpoint
                 resolved["_parent"] = {"checkpoint": str(args.resume), "epoch": checkpoint["epoch"]}
@@ -298,8 +298,8 @@ def main(args):
             finished = trainer.saved_anything()
             writer.finish(exit_code)
         if rank == 0:
-            best = trainer.best_epoch if trainer.mnt_mode != "off" else None
-            curves = (run.metrics, run.curves, trainer.mnt_metric, logger)
+            best = trainer.best_epoch if trainer.monitor_mode != "off" else None
+            curves = (run.metrics, run.curves, trainer.monitor_metric, logger)
             plot_history(*curves, resumed_from=trainer.resumed_from, best_epoch=best)
     finally:
         if rank == 0 and not finished and not continuing and run.created:

@@ -47,17 +47,17 @@ class BaseTrainer(ABC):
         self.epochs, self.save_period = cfg["epochs"], cfg["save_period"]
         self.eval_period, self.early_stop = cfg["eval_period"], cfg["early_stop"]
         self.keep_last = cfg.get("keep_last", 0)
-        self.mnt_mode, self.mnt_metric = parse_monitor(cfg["monitor"])
-        self.mnt_best = -math.inf if self.mnt_mode == "max" else math.inf
+        self.monitor_mode, self.monitor_metric = parse_monitor(cfg["monitor"])
+        self.best_score = -math.inf if self.monitor_mode == "max" else math.inf
         self.best_epoch = 0
         self.start_epoch = 1
         self.step = 0
         self.run = None  # the run folder (utils/runs.py: RunFolder), given by set_output once it exists
         self.saved_epochs = []
         self.resumed_from = None  # the checkpoint's epoch when this run continues one
-        self._wrote = False  # whether this run has saved a checkpoint or a metrics line
+        self._saved_any = False  # whether this run has saved a checkpoint or a metrics line
         self.saved_note = "nothing of this run could be saved"
-        if self.mnt_mode == "off":
+        if self.monitor_mode == "off":
             self.logger.info("trainer.monitor is off: no model selection; model_best.pth will be the last epoch")
         if checkpoint is not None:
             self.resume(checkpoint, config.resume)
@@ -84,7 +84,7 @@ class BaseTrainer(ABC):
 
     def saved_anything(self):
         """Whether this run has written a checkpoint or a line of metrics (else its folder is empty)."""
-        return self._wrote
+        return self._saved_any
 
     def is_eval_epoch(self, epoch):
         return epoch % self.eval_period == 0 or epoch == self.epochs
@@ -92,7 +92,7 @@ class BaseTrainer(ABC):
     def disable_monitor(self, reason):
         """Turn off model selection and early stopping (e.g. no validation split)."""
         self.logger.info(f"{reason}: monitoring and early stopping are off; model_best.pth will be the last epoch")
-        self.mnt_mode, self.mnt_metric = "off", None
+        self.monitor_mode, self.monitor_metric = "off", None
 
     def train(self):
         """The full loop. Returns the list of per-epoch logs of this call."""
@@ -102,7 +102,7 @@ class BaseTrainer(ABC):
         epoch = self.start_epoch - 1
         # The state at the end of the last finished epoch, kept so that an interrupt can save it:
         # resuming from it is exactly as if the run had not been interrupted.
-        self._finished = None
+        self._last_finished = None
         try:
             for epoch in range(self.start_epoch, self.epochs + 1):
                 if self._run_epoch(epoch, history):
@@ -115,7 +115,7 @@ class BaseTrainer(ABC):
             if isinstance(e, CheckpointError):
                 raise CheckpointError(f"{e}; {self.saved_note}") from None
             raise
-        if self.mnt_mode == "off" and epoch >= self.start_epoch:
+        if self.monitor_mode == "off" and epoch >= self.start_epoch:
             self._save_checkpoint(epoch, best=True)
         return history
 
@@ -129,20 +129,20 @@ class BaseTrainer(ABC):
             self.writer.log(log, step=epoch)
 
         improved = False
-        if self.mnt_mode != "off" and self.mnt_metric in log:
-            value = log[self.mnt_metric]
-            improved = value > self.mnt_best if self.mnt_mode == "max" else value < self.mnt_best
+        if self.monitor_mode != "off" and self.monitor_metric in log:
+            value = log[self.monitor_metric]
+            improved = value > self.best_score if self.monitor_mode == "max" else value < self.best_score
             if improved:
-                self.mnt_best, self.best_epoch = value, epoch
+                self.best_score, self.best_epoch = value, epoch
         stop = (
-            self.mnt_mode != "off"
+            self.monitor_mode != "off"
             and self.early_stop > 0
-            and self.mnt_metric in log
+            and self.monitor_metric in log
             and epoch - self.best_epoch >= self.early_stop
         )
         # Kept in memory before anything is written: if a write fails, this epoch can still be saved.
-        self._finished = copy.deepcopy(self._state(epoch))
-        if any(k.startswith("val_") for k in log) or self.mnt_metric == "loss":
+        self._last_finished = copy.deepcopy(self._state(epoch))
+        if any(k.startswith("val_") for k in log) or self.monitor_metric == "loss":
             self._append_metrics(log)
         saved = epoch % self.save_period == 0 or epoch == self.epochs or stop
         if saved:
@@ -150,23 +150,23 @@ class BaseTrainer(ABC):
         if improved:
             self._save_checkpoint(epoch, best=True)
         if saved:
-            self._finished = None
+            self._last_finished = None
         if stop:
             self.logger.info(
-                f"No improvement of {self.mnt_metric} for {epoch - self.best_epoch} epochs "
+                f"No improvement of {self.monitor_metric} for {epoch - self.best_epoch} epochs "
                 f"(early_stop = {self.early_stop}): stopping. Best epoch: {self.best_epoch}."
             )
         return stop
 
     def _save_on_interrupt(self, epoch):
         """Ctrl-C or SIGTERM during `epoch`: that epoch is abandoned; the last finished one is saved."""
-        finished = self._finished["epoch"] if self._finished is not None else epoch - 1
+        finished = self._last_finished["epoch"] if self._last_finished is not None else epoch - 1
         path = self.run.checkpoint(finished)
         if not self.is_main:
             return
-        if self._finished is not None:
-            save_checkpoint(self._finished, path)
-            self._wrote = True
+        if self._last_finished is not None:
+            save_checkpoint(self._last_finished, path)
+            self._saved_any = True
         elif not path.is_file():
             self.logger.info(f"Interrupted during epoch {epoch}; no epoch has finished, nothing to save.")
             return
@@ -176,23 +176,23 @@ class BaseTrainer(ABC):
 
     def _save_on_failure(self, epoch, error):
         """A write failed during `epoch` (e.g. a full disk): try once more to save the finished epoch."""
-        if not self.is_main or self._finished is None:
+        if not self.is_main or self._last_finished is None:
             return
-        path = self.run.checkpoint(self._finished["epoch"])
+        path = self.run.checkpoint(self._last_finished["epoch"])
         try:
-            save_checkpoint(self._finished, path)
-            self._wrote = True
-            self.saved_note = f"epoch {self._finished['epoch']} is saved; resume with: python train.py -r {path}"
-            self.logger.error(f"Writing failed ({error}); epoch {self._finished['epoch']} is saved in {path}")
+            save_checkpoint(self._last_finished, path)
+            self._saved_any = True
+            self.saved_note = f"epoch {self._last_finished['epoch']} is saved; resume with: python train.py -r {path}"
+            self.logger.error(f"Writing failed ({error}); epoch {self._last_finished['epoch']} is saved in {path}")
         except (OSError, CheckpointError) as again:
             self.logger.error(
-                f"Writing failed ({error}) and epoch {self._finished['epoch']} could not be saved ({again})"
+                f"Writing failed ({error}) and epoch {self._last_finished['epoch']} could not be saved ({again})"
             )
 
     def _append_metrics(self, log):
         if self.is_main:
             append_line(self.run.metrics, json.dumps(log))
-            self._wrote = True
+            self._saved_any = True
 
     def _state(self, epoch):
         return {
@@ -202,7 +202,7 @@ class BaseTrainer(ABC):
             "state_dict": self.module.state_dict(),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "lr_scheduler": None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
-            "monitor_best": self.mnt_best,
+            "monitor_best": self.best_score,
             "best_epoch": self.best_epoch,
             "config": self.config.config,
             "rng": distributed.gather(rng_state()),  # one per rank
@@ -214,7 +214,7 @@ class BaseTrainer(ABC):
         state = self._state(epoch)  # on every rank: it gathers the ranks' random states
         if not self.is_main:
             return
-        self._wrote = True
+        self._saved_any = True
         if best:
             path = self.run.best
             save_checkpoint(state, path)
@@ -252,11 +252,11 @@ class BaseTrainer(ABC):
         self.resumed_from = checkpoint["epoch"]
         self.start_epoch = checkpoint["epoch"] + 1
         self.step = checkpoint.get("step", 0)
-        saved_best = checkpoint.get("monitor_best", self.mnt_best)
+        saved_best = checkpoint.get("monitor_best", self.best_score)
         if saved_best != saved_best:  # NaN: nothing would ever beat it, and model_best.pth would never be written
             self.logger.warning(f"{path}: its best monitored figure is NaN; the next evaluated epoch becomes the best")
         else:
-            self.mnt_best = saved_best
+            self.best_score = saved_best
         self.best_epoch = checkpoint.get("best_epoch", 0)
         states = checkpoint["rng"]
         set_rng_state(self._for_this_rank(states, "random state"))

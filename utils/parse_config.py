@@ -188,7 +188,7 @@ class ConfigParser:
         self._check_signature(cls, key, cls.__name__, args, {**section, **kwargs})
         return cls(*args, **section, **kwargs)
 
-    def init_ftn(self, key, namespace):
+    def bind_loss(self, key, namespace):
         """A loss: `fn(output, step)` with the config's arguments bound."""
         fn, module_args = self.check_obj(key, namespace, None, None)  # None, None: output and step
 

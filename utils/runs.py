@@ -167,7 +167,7 @@ class RunFolder:
             "choose a writable folder"
         )
 
-    def continue_(self):
+    def reopen(self):
         """Lock the existing folder of a resumed run; an error when a live process holds it."""
         self._lock()
         self._make_log_dir()
