@@ -158,3 +158,37 @@ def test_a_sweep_ranks_a_loss_lowest_first(tmp_path):
     rows = [{"loss": 0.5, "run_id": "x"}, {"loss": 0.1, "run_id": "y"}, {"loss": None, "run_id": "z"}]
     table = sweep_script.write_table(rows, sweep, tmp_path / "t.csv")
     assert list(table["run_id"]) == ["y", "x", "z"]
+
+
+@pytest.mark.slow
+def test_a_terminated_sweep_stops_its_run_and_writes_its_table(tmp_path, tiny_data):
+    """SIGTERM (a scheduler, a closed terminal's SIGHUP) ends a sweep like Ctrl-C: the run in progress
+    is stopped, not left behind as an orphan, and the table so far is written."""
+    import time
+
+    from conftest import send_signal
+
+    config = tiny_config(tiny_data, tmp_path / "saved")
+    write_config(tmp_path / "base.json", config)
+    sweep = {
+        "config": str(tmp_path / "base.json"),
+        "grid": {"optimizer.args.lr": [0.001, 0.002, 0.003]},
+        "set": {"trainer.epochs": 60, "trainer.save_period": 60},
+        "metric": "val_recall@20",
+        "out": str(tmp_path / "sweep.csv"),
+    }
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    process = subprocess.Popen(
+        [sys.executable, "sweep.py", str(tmp_path / "sweep.json")], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "sweep.csv").is_file():
+        time.sleep(0.2)
+    time.sleep(2)  # the second run is training now
+    send_signal(process, "SIGTERM")
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr and "--resume" in stderr, stderr[-2000:]
+    assert len(pd.read_csv(tmp_path / "sweep.csv")) >= 1
+    running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path / "base.json") not in running  # no train.py of this sweep left running
