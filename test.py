@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 
 from data_loader import build_data
@@ -44,6 +45,13 @@ def build_arg_parser():
     )
     parser.add_argument("--topk-out", dest="topk_out", help="write each user's top-K unseen items to this CSV")
     parser.add_argument("--k", type=int, default=10, help="K for --topk-out (default: 10)")
+    parser.add_argument(
+        "--scores-out",
+        dest="scores_out",
+        help="save every user's top --n items with their scores (.npz) for scripts/blend.py: of --split's "
+        "ranking (what it ranks out, its held-out items), or of the export where nothing is held out",
+    )
+    parser.add_argument("--n", type=int, default=100, help="items per user in --scores-out (default: 100)")
     return parser
 
 
@@ -139,8 +147,11 @@ def main(args):
         check_output_file(figures_path, "-r")
     except ConfigError:
         figures_path = None  # a read-only checkpoint folder: the figures are printed, not written
-    if args.topk_out:
-        check_output_file(args.topk_out, "--topk-out")
+    for option, path in (("--topk-out", args.topk_out), ("--scores-out", args.scores_out)):
+        if path:
+            check_output_file(path, option)
+    if args.n < 1:
+        raise ConfigError(f"--n: expected a positive integer, got {args.n}")
     device = resolve_device(args.device)
     setup_logging(None, buffer=False)  # the console only: an evaluation keeps no log file
     set_threads(args.threads or config["trainer"].get("threads", "auto"))
@@ -152,8 +163,9 @@ def main(args):
     logger.info(f"Data: {data.dataset.summary()}; evaluation: {data.protocol.describe()}")
     changed = any(s.startswith(("data_loader.", "evaluation.")) for s in args.set or [])
     check_data(checkpoint, data.fingerprint(), args.resume, changed, logger)
-    if args.topk_out:
-        check_output_file(args.topk_out, "--topk-out", protected_files(args.resume, data))
+    for option, path in (("--topk-out", args.topk_out), ("--scores-out", args.scores_out)):
+        if path:
+            check_output_file(path, option, protected_files(args.resume, data))
     model = config.init_obj("arch", MODELS, dataset=data.dataset)
     load_weights(model, checkpoint, args.resume)  # a fitted model's state comes from the checkpoint
     model = model.to(device).eval()
@@ -162,7 +174,9 @@ def main(args):
         logger.info(note)
 
     loader = data.evaluation(args.split)
-    if loader is None and not args.topk_out:
+    if args.scores_out:
+        save_scores(model, data, loader, args, device, logger)
+    if loader is None and not (args.topk_out or args.scores_out):
         raise DataError(
             f"nothing to evaluate: the split ({data.protocol.describe()}) holds out no {args.split} items; "
             "--topk-out FILE exports recommendations"
@@ -177,6 +191,32 @@ def main(args):
             f"Top-{args.k} recommendations ({data.protocol.export}) for {data.dataset.n_users} users, every known "
             f"item ranked out: {args.topk_out} ({rows} rows)"
         )
+
+
+def save_scores(model, data, loader, args, device, logger):
+    """Every user's top --n items and scores, for blending: ranked as --split ranks them (its
+    history ranked out, its held-out items saved beside them), or as the export ranks them where
+    nothing is held out for it."""
+    dataset = data.dataset
+    if loader is not None:
+        history, heldout, kind = loader.exclude, loader.heldout, args.split
+    else:
+        history, kind = data.protocol.exported_history(dataset), "export"
+        heldout = sp.csr_matrix(dataset.known.shape, dtype=np.float32)
+    n = min(args.n, dataset.n_items)
+    users, items, scores = top_k_lists(model, dataset, history, n, device, data.protocol.batch_size)
+    arrays = {
+        "kind": np.array(kind),
+        "fingerprint": np.array(data.fingerprint()),
+        "items": items.reshape(dataset.n_users, n).astype(np.int32),  # (n_users, n) item indices, best first
+        "scores": scores.reshape(dataset.n_users, n).astype(np.float32),  # -inf where a user has fewer items
+        "heldout_indptr": heldout.indptr,
+        "heldout_indices": heldout.indices,
+        "user_ids": dataset.user_ids.astype(str),
+        "item_ids": dataset.item_ids.astype(str),
+    }
+    write_atomic(args.scores_out, lambda f: np.savez(f, **arrays))
+    logger.info(f"Top-{n} scores of {dataset.n_users} users ({kind}): {args.scores_out}")
 
 
 def evaluate_split(model, loader, config, data, checkpoint, args, figures_path, device, logger):
