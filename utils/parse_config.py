@@ -39,7 +39,7 @@ def _type_name(value):
 def _same_json_type(old, new):
     """Whether `new` may replace `old`: the same JSON type, except that strings and numbers stand
     for each other (a mode such as "auto" or "all" beside a count or a size: each class checks its
-    own values), an integer may stand for a number, and null or a number may stand for an object
+    own values), an integer and a number stand for each other, and null or a number may stand for an object
     (an optional section; `evaluation.test` of one split beside another's)."""
     if old is None or (isinstance(old, dict) and (new is None or isinstance(new, (int, float)))):
         return True
@@ -47,7 +47,7 @@ def _same_json_type(old, new):
         return isinstance(old, bool) and isinstance(new, bool)
     if isinstance(old, str) or isinstance(new, str):
         return isinstance(old, (str, int, float)) and isinstance(new, (str, int, float))
-    if isinstance(old, float):
+    if isinstance(old, (int, float)):  # a count and a share stand for each other too (evaluation.test)
         return isinstance(new, (int, float))
     return isinstance(new, type(old))
 
