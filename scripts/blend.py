@@ -68,7 +68,7 @@ def blended_top(files, weights, norm, k):
     top = np.empty((n_users, min(k, n_items)), dtype=np.int64)
     for start in range(0, n_users, 1024):
         rows = slice(start, start + 1024)
-        total = torch.zeros(len(range(n_users)[rows]), n_items, dtype=torch.float64)
+        total = torch.zeros(min(1024, n_users - start), n_items, dtype=torch.float64)  # this batch's users
         listed = torch.zeros_like(total, dtype=torch.bool)
         for (items, values, ok), weight in zip(parts, weights):
             index = torch.from_numpy(items[rows])
