@@ -15,12 +15,18 @@ The sweep file:
      "out": "saved/sweeps/ngcf.csv"}
 """
 
+import signal
+import sys
+
+from utils.errors import exit_interrupted
+
+if __name__ == "__main__":  # Ctrl-C while the imports below load ends quietly, as it does later
+    signal.signal(signal.SIGINT, exit_interrupted)
+
 import argparse
 import itertools
 import json
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -178,6 +184,7 @@ def _terminate(signum, frame):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here each script handles Ctrl-C
     for name in ("SIGTERM", "SIGHUP"):  # ended like Ctrl-C: the run in progress is stopped, the table written
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _terminate)

@@ -9,9 +9,16 @@ they already have; its format is the config's evaluation.export ("detailed" or "
 A model trained with nothing held out (evaluation.split = none) is exported without evaluating.
 """
 
+import signal
+import sys
+
+from utils.errors import exit_interrupted
+
+if __name__ == "__main__":  # Ctrl-C while the imports below load ends quietly, as it does later
+    signal.signal(signal.SIGINT, exit_interrupted)
+
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -247,4 +254,5 @@ def run(argv):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here each script handles Ctrl-C
     sys.exit(run(sys.argv[1:]))

@@ -6,10 +6,16 @@ python train.py -c config.json --lr 0.001 --set arch.args.layers=[64,64]
 python train.py --list                               # every model, data loader, trainer, loss, metric
 """
 
-import argparse
-import logging
 import signal
 import sys
+
+from utils.errors import exit_interrupted
+
+if __name__ == "__main__":  # Ctrl-C while the imports below load ends quietly, as it does later
+    signal.signal(signal.SIGINT, exit_interrupted)
+
+import argparse
+import logging
 from pathlib import Path
 
 from torch.nn.parallel import DistributedDataParallel
@@ -331,6 +337,7 @@ def _terminate(signum, frame):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here each script handles Ctrl-C
     for name in ("SIGTERM", "SIGHUP"):  # closing the terminal ends the run like Ctrl-C
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _terminate)

@@ -228,6 +228,21 @@ class BaseTrainer(ABC):
             old = self.saved_epochs.pop(0)
             self.run.checkpoint(old).unlink(missing_ok=True)
 
+    def _check_optimizer_shapes(self, path):
+        """Refuse a loaded optimizer state whose per-parameter tensors do not have their parameter's
+        shape: torch loads it without a check, and its fused kernels then write out of bounds."""
+        factored = getattr(torch.optim, "Adafactor", ())  # keeps row/column statistics by design
+        if isinstance(self.optimizer, factored):
+            return
+        for group_number, group in enumerate(self.optimizer.param_groups):
+            for number, param in enumerate(group["params"]):
+                for name, value in self.optimizer.state.get(param, {}).items():
+                    if torch.is_tensor(value) and value.dim() and value.shape != param.shape:
+                        raise CheckpointError(
+                            f"{path}: the optimizer's {name!r} for parameter {number} of group {group_number} "
+                            f"has shape {tuple(value.shape)}, the parameter {tuple(param.shape)}"
+                        )
+
     def resume(self, checkpoint, path):
         """Load a checkpoint's state into the model, optimizer, scheduler, counters and generators.
         Reads only: nothing is written, so a checkpoint that does not fit leaves every file as it was."""
@@ -239,6 +254,7 @@ class BaseTrainer(ABC):
                 self.optimizer.load_state_dict(checkpoint["optimizer"])
             except (ValueError, KeyError, TypeError) as e:
                 raise CheckpointError(f"{path}: the optimizer state does not fit optimizer.type ({e})") from None
+            self._check_optimizer_shapes(path)
             if getattr(self.config, "fine_tune", False):  # -c beside -r: the new config's lr and the rest
                 for group, settings in zip(self.optimizer.param_groups, configured):
                     group.update(settings)

@@ -11,6 +11,7 @@ written turns tracking off, each with one line in the log.
 import logging
 import netrc
 import os
+from pathlib import Path
 from urllib.parse import urlparse
 
 from utils.errors import ConfigError
@@ -67,6 +68,9 @@ class WandbWriter:
 
         arguments = dict(project=project, entity=entity, name=run_name, config=config, dir=str(log_dir))
         arguments.update(id=run_id, resume="allow" if run_id else None)
+        own_cache = "WANDB_CACHE_DIR" not in os.environ  # else ~/.cache/wandb gains two debug logs every run
+        if own_cache:
+            os.environ["WANDB_CACHE_DIR"] = str(Path(log_dir) / "wandb" / "cache")
         try:
             self.run = self._init(wandb, mode, arguments)
         except OSError as e:  # e.g. a read-only log folder: train without tracking rather than not at all
@@ -74,6 +78,9 @@ class WandbWriter:
                 f"wandb: cannot write its files in {log_dir} ({e.strerror or e}); tracking is off for this run"
             )
             self.run = None
+        finally:
+            if own_cache:
+                del os.environ["WANDB_CACHE_DIR"]
 
     @staticmethod
     def _init(wandb, mode, arguments):

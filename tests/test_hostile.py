@@ -189,6 +189,10 @@ def test_a_checkpoint_of_other_data_is_refused_unless_asked(setup, tmp_path):
             lambda s: s.update(data_loader=[{"bit_generator": {"state": "nonsense"}}]),
             "batch generator state cannot be restored",
         ),
+        (  # torch loads it unchecked and its Adam kernel then corrupts the heap (a segfault before)
+            lambda s: s["optimizer"]["state"][0].update(exp_avg=torch.zeros(3)),
+            "the optimizer's 'exp_avg' for parameter 0 of group 0 has shape (3,)",
+        ),
     ],
 )
 def test_a_checkpoint_with_bad_inner_values_is_a_clear_error(setup, tmp_path, change, message):
@@ -562,6 +566,24 @@ def test_ctrl_c_in_test_py_and_a_planted_lock_link_are_no_traceback(setup, tmp_p
     (runs / "a" / ".lock").symlink_to(tmp_path / "elsewhere")
     line = one_line_error(run("train.py", "-r", "latest", "-c", path, "--epochs", "3"))
     assert "cannot lock the run folder" in line and "(Too many levels of symbolic links)" in line
+
+
+@pytest.mark.parametrize("script", ["train.py", "test.py", "sweep.py"])
+def test_ctrl_c_while_a_script_imports_is_no_traceback(script):
+    """SIGINT while torch or pandas, which take seconds, still load."""
+    import subprocess
+
+    from conftest import send_signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-X", "importtime", script], cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    for line in process.stderr:  # -X importtime writes a line as each module finishes loading
+        if line.startswith("import time:") and "numpy" in line:  # numpy loads early inside torch and pandas
+            break
+    send_signal(process, "SIGINT")
+    rest = [line for line in process.stderr.read().splitlines() if not line.startswith("import time:")]
+    assert process.wait(timeout=60) == 130 and rest == ["interrupted"], rest
 
 
 def test_a_line_without_an_epoch_in_metrics_does_not_fail_the_curves(tmp_path):

@@ -106,14 +106,22 @@ def test_resume_equals_a_straight_run(tmp_path, tiny_data):
 
 
 @pytest.mark.slow
-def test_wandb_offline_run_is_recorded(tmp_path, tiny_data, monkeypatch):
+def test_wandb_offline_run_is_recorded_and_writes_nothing_outside_save_dir(tmp_path, tiny_data, monkeypatch):
     config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=1)
     config["wandb"]["mode"] = "offline"
     monkeypatch.setenv("TEST_WANDB_MODE", "offline")
-    result = run_script("train.py", "-c", write_config(tmp_path / "w.json", config), "--run-id", "tracked")
+    monkeypatch.delenv("WANDB_CACHE_DIR", raising=False)
+    home = tmp_path / "home"  # wandb's debug logs went to ~/.cache/wandb/logs, two more every run
+    environment = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "MPLCONFIGDIR": str(tmp_path / "mpl")}
+    result = run_script(
+        "train.py", "-c", write_config(tmp_path / "w.json", config), "--run-id", "tracked", env=environment
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    offline_runs = list((tmp_path / "saved" / "log" / config["name"] / "tracked" / "wandb").glob("offline-run-*"))
+    tracked = tmp_path / "saved" / "log" / config["name"] / "tracked" / "wandb"
+    offline_runs = list(tracked.glob("offline-run-*"))
     assert len(offline_runs) == 1 and list(offline_runs[0].glob("*.wandb"))
+    assert not [p for p in home.rglob("*") if "wandb" in str(p)]
+    assert list((tracked / "cache").rglob("core-debug-*.log"))
 
 
 @pytest.mark.movielens

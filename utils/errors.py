@@ -5,6 +5,9 @@ and what would be accepted. `train.py` / `test.py` print it as one line and exit
 anything else that escapes is a bug in the template and keeps its traceback.
 """
 
+import os
+import sys
+
 
 class UserError(Exception):
     """Base class: a mistake in the user's config, data, files or command line."""
@@ -29,3 +32,12 @@ class ContractError(UserError):
 
 class RunFolderError(UserError):
     """A run folder cannot be created, is taken by another run, or is not where runs live."""
+
+
+def exit_interrupted(signum=None, frame=None):
+    """A script's SIGINT handler while its imports load (torch takes seconds): Ctrl-C then ends it
+    as quietly as later on, with "interrupted" and exit code 130, instead of an import traceback.
+    It exits at once (os._exit): nothing has been written yet, and some library imports catch
+    every exception, SystemExit included, and would go on."""
+    print("interrupted", file=sys.stderr, flush=True)
+    os._exit(130)
