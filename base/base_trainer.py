@@ -111,10 +111,16 @@ class BaseTrainer(ABC):
             self._save_on_interrupt(epoch)
             raise
         except (OSError, CheckpointError) as e:  # a full disk or a vanished folder: keep what can be kept
-            self._save_on_failure(epoch, e)
+            self._save_on_failure(f"Writing failed ({e})")
             if isinstance(e, CheckpointError):
                 raise CheckpointError(f"{e}; {self.saved_note}") from None
             raise
+        except RuntimeError as e:
+            if not distributed.lost_peer(e):
+                raise
+            cause = f"another process of the run stopped ({distributed.short_message(e)})"
+            self._save_on_failure(cause)
+            raise TrainingError(f"{cause}; {self.saved_note}" if self.is_main else cause) from None
         if self.monitor_mode == "off" and epoch >= self.start_epoch:
             self._save_checkpoint(epoch, best=True)
         return history
@@ -174,8 +180,8 @@ class BaseTrainer(ABC):
             f"Interrupted during epoch {epoch}; epoch {finished} is saved. Resume with:\n    python train.py -r {path}"
         )
 
-    def _save_on_failure(self, epoch, error):
-        """A write failed during `epoch` (e.g. a full disk): try once more to save the finished epoch."""
+    def _save_on_failure(self, cause):
+        """A write failed (a full disk) or another process stopped: try to save the last finished epoch."""
         if not self.is_main or self._last_finished is None:
             return
         path = self.run.checkpoint(self._last_finished["epoch"])
@@ -183,11 +189,9 @@ class BaseTrainer(ABC):
             save_checkpoint(self._last_finished, path)
             self._saved_any = True
             self.saved_note = f"epoch {self._last_finished['epoch']} is saved; resume with: python train.py -r {path}"
-            self.logger.error(f"Writing failed ({error}); epoch {self._last_finished['epoch']} is saved in {path}")
+            self.logger.error(f"{cause}; epoch {self._last_finished['epoch']} is saved in {path}")
         except (OSError, CheckpointError) as again:
-            self.logger.error(
-                f"Writing failed ({error}) and epoch {self._last_finished['epoch']} could not be saved ({again})"
-            )
+            self.logger.error(f"{cause} and epoch {self._last_finished['epoch']} could not be saved ({again})")
 
     def _append_metrics(self, log):
         if self.is_main:

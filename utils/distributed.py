@@ -6,6 +6,7 @@ per rank, cuda:LOCAL_RANK), gloo on CPU.
 
 import logging
 import os
+import re
 import sys
 
 import torch
@@ -54,6 +55,18 @@ def gather(obj):
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def lost_peer(error):
+    """Whether `error` is a collective failing because another process of the run stopped (killed,
+    out of memory): NCCL raises DistBackendError; gloo a RuntimeError from its transport."""
+    return is_distributed() and (isinstance(error, dist.DistError) or "gloo" in str(error))
+
+
+def short_message(error):
+    """A collective's error in a few words: gloo's first sentence without its source file."""
+    text = re.sub(r"^\[[^\]]*\] ", "", str(error).strip().splitlines()[0] if str(error).strip() else repr(error))
+    return text.split(". ")[0][:160]
 
 
 def cleanup():
