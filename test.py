@@ -70,6 +70,8 @@ def check_output_file(path, option, inputs=()):
         raise ConfigError(f"{option}: the path is empty")
     if path.is_dir():
         raise ConfigError(f"{option}: {path} is a folder; give a file name such as {path / 'recs.csv'}")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{option}: {path} is not a regular file (a device, pipe or socket); give a file name")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ConfigError(f"{option}: the folder {folder} does not exist")
@@ -107,14 +109,14 @@ def top_k_lists(model, dataset, history, k, device, batch_size):
     return np.concatenate(users_out), np.concatenate(items_out), np.concatenate(scores_out)
 
 
-def export_table(dataset, users, items, scores, k, export):
+def export_table(dataset, users, items, scores, ranks, export):
     """The export as a DataFrame: "submission" (user,item) or "detailed" (user_id, rank, item_id,
     title, each side attribute, score). Ids exactly as the input had them."""
     if export == "submission":
         return pd.DataFrame({"user": dataset.user_ids[users], "item": dataset.item_ids[items]})
     columns = {
         "user_id": dataset.user_ids[users],
-        "rank": np.tile(np.arange(1, k + 1), len(users) // k),
+        "rank": ranks,
         "item_id": dataset.item_ids[items],
         "title": dataset.item_titles[items] if dataset.item_titles is not None else "",
     }
@@ -135,7 +137,8 @@ def export_topk(model, data, k, path, device, logger):
     short = len(np.unique(users[~found]))
     if short:
         logger.warning(f"{short} users already have all but fewer than {k} items: they get fewer than {k} rows")
-    table = export_table(dataset, users[found], items[found], scores[found], k, data.protocol.export)
+    ranks = np.tile(np.arange(1, k + 1), dataset.n_users)  # before the short users' missing rows are left out
+    table = export_table(dataset, users[found], items[found], scores[found], ranks[found], data.protocol.export)
     write_atomic(path, lambda f: table.to_csv(f, index=False), binary=False)
     return len(table)
 

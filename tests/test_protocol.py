@@ -4,7 +4,9 @@ from a model trained on everything."""
 
 import json
 import logging
+import os
 import re
+import stat
 
 import numpy as np
 import pandas as pd
@@ -200,6 +202,17 @@ def test_the_detailed_export_ranks_out_test_items_and_shows_side_information(tmp
     known = ratings.astype(str).rename(columns={"user": "user_id", "item": "item_id"})[["user_id", "item_id"]]
     assert len(recs.merge(known, on=["user_id", "item_id"])) == 0  # test items are known too
 
+    # K above what users have left: each gets the rest, ranked 1, 2, … (the ranks were misaligned)
+    result = run(
+        "test.py", "-r", tmp_path / "saved" / "models" / name / "e" / "model_best.pth", "--topk-out", out, "--k", "1000"
+    )
+    assert result.returncode == 0 and "they get fewer than" in result.stderr + result.stdout, result.stderr
+    recs = pd.read_csv(out, dtype={"user_id": str})
+    n_items = ratings["item"].nunique()
+    for user, rows in recs.groupby("user_id"):
+        left = n_items - (ratings["user"].astype(str) == user).sum()
+        assert list(rows["rank"]) == list(range(1, left + 1)), user
+
 
 def test_an_export_never_replaces_the_checkpoint_a_run_file_or_the_data(tmp_path):
     write_competition(tmp_path / "data")
@@ -217,6 +230,11 @@ def test_an_export_never_replaces_the_checkpoint_a_run_file_or_the_data(tmp_path
         line = one_line_error(run("test.py", "-r", best, "--topk-out", target))
         assert f"--topk-out: {target} is" in line and "which this command reads" in line
         assert target.read_bytes() == before
+    if hasattr(os, "mkfifo"):  # a device or pipe (for root, /dev/null) was replaced by a regular file
+        os.mkfifo(tmp_path / "pipe")
+        line = one_line_error(run("test.py", "-r", best, "--topk-out", tmp_path / "pipe"))
+        assert "is not a regular file (a device, pipe or socket)" in line
+        assert stat.S_ISFIFO((tmp_path / "pipe").lstat().st_mode)
 
 
 def test_best_of_a_run_without_a_best_checkpoint_is_one_line(tmp_path):

@@ -8,6 +8,7 @@
 """
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -57,6 +58,9 @@ def write_atomic(path, write, binary=True):
     """Call write(file) on a temporary file beside `path`, then rename it to `path`. On any error
     the temporary file is removed and the old `path` is left as it was; the error is re-raised."""
     path = Path(path)
+    if path.exists() and not path.is_symlink() and not path.is_file() and not path.is_dir():
+        # a device or pipe (--topk-out /dev/null): renaming over it would replace it, for root even /dev's
+        raise OSError(errno.EINVAL, "not a regular file (a device, pipe or socket); refusing to replace it", str(path))
     with deferred_signals():
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
