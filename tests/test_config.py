@@ -129,6 +129,15 @@ def test_set_values_are_json():
     config = {"a": {"b": None}}
     apply_override(config, "a.b", {"type": "StepLR"})  # null accepts anything
     assert config["a"]["b"] == {"type": "StepLR"}
+    # the default config's share, replaced by the competition split's counts (refused before)
+    config = {"evaluation": {"split": "random", "test": 0.2}}
+    apply_override(config, "evaluation.test", {"last": 2, "random": 3})
+    apply_override(config, "evaluation.test", 0.1)
+    assert config["evaluation"]["test"] == 0.1
+    with pytest.raises(ConfigError, match="expected a list like the config's"):
+        apply_override({"layers": [64, 64]}, "layers", {"a": 1})
+    with pytest.raises(ConfigError, match="expected an object like the config's"):
+        apply_override({"a": {"b": 1}}, "a", [1])
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, tiny_data):

@@ -38,13 +38,16 @@ def _type_name(value):
 
 def _same_json_type(old, new):
     """Whether `new` may replace `old`: the same JSON type, except that strings and numbers stand
-    for each other (a mode such as "auto" or "all" beside a count or a size: each class checks its
-    own values), an integer and a number stand for each other, and null or a number may stand for an object
-    (an optional section; `evaluation.test` of one split beside another's)."""
-    if old is None or (isinstance(old, dict) and (new is None or isinstance(new, (int, float)))):
+    for each other (a mode such as "auto" or "all" beside a count or a size), an integer and a
+    number stand for each other, an object and a number stand for each other (`evaluation.test`
+    is a share for one split and {"last": N, "random": M} for another), and null may stand for an
+    object (an optional section). Each class then checks its own values."""
+    if old is None or (isinstance(old, dict) and new is None):
         return True
     if isinstance(old, bool) or isinstance(new, bool):
         return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, dict) or isinstance(new, dict):
+        return isinstance(old, (dict, int, float)) and isinstance(new, (dict, int, float))
     if isinstance(old, str) or isinstance(new, str):
         return isinstance(old, (str, int, float)) and isinstance(new, (str, int, float))
     if isinstance(old, (int, float)):  # a count and a share stand for each other too (evaluation.test)
