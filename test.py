@@ -18,7 +18,6 @@ if __name__ == "__main__":  # Ctrl-C while the imports below load ends quietly, 
     signal.signal(signal.SIGINT, exit_interrupted)
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from trainer.evaluation import checked_scores, evaluate, parse_metrics, rank_out
 from utils.checkpoint import check_data, load_checkpoint, load_weights
 from utils.device import resolve_device
 from utils.errors import ConfigError, DataError
-from utils.files import write_atomic, write_json
+from utils.files import check_output_file, write_atomic, write_json
 from utils.parse_config import ConfigParser
 from utils.runs import RUN_FILE_SUFFIXES
 from utils.util import keep_freed_memory, set_threads
@@ -60,27 +59,6 @@ def build_arg_parser():
     )
     parser.add_argument("--n", type=int, default=100, help="items per user in --scores-out (default: 100)")
     return parser
-
-
-def check_output_file(path, option, inputs=()):
-    """A file that can be written: its folder exists and is writable, it is not a folder, and it is
-    none of `inputs` (the checkpoint, the run's files, the data's files), which it would replace."""
-    path = Path(path)
-    if not str(path).strip():
-        raise ConfigError(f"{option}: the path is empty")
-    if path.is_dir():
-        raise ConfigError(f"{option}: {path} is a folder; give a file name such as {path / 'recs.csv'}")
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"{option}: {path} is not a regular file (a device, pipe or socket); give a file name")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ConfigError(f"{option}: the folder {folder} does not exist")
-    for existing in inputs:
-        if Path(existing).exists() and path.exists() and path.resolve() == Path(existing).resolve():
-            raise ConfigError(f"{option}: {path} is {existing}, which this command reads; give another file name")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ConfigError(f"{option}: {path} cannot be written (permission denied)")
-    return path
 
 
 def protected_files(checkpoint_path, data):

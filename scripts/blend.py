@@ -15,6 +15,7 @@ model's, and to the submission files (user,item, --k items per user, raw ids).
 import argparse
 import itertools
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.metric.ranking import ndcg, nrecall, recall  # noqa: E402
+from utils.errors import ConfigError  # noqa: E402
+from utils.files import check_output_file, write_atomic  # noqa: E402
 
 METRICS = {"nrecall": nrecall, "recall": recall, "ndcg": ndcg}
 
@@ -32,11 +35,17 @@ class ScoreFile:
     """One model's saved top-N: items, scores (n_users, N), held-out CSR rows, raw ids."""
 
     def __init__(self, path):
-        with np.load(path, allow_pickle=False) as z:
-            self.path, self.kind, self.fingerprint = path, str(z["kind"]), str(z["fingerprint"])
-            self.items, self.scores = z["items"].astype(np.int64), z["scores"]
-            self.indptr, self.indices = z["heldout_indptr"], z["heldout_indices"]
-            self.user_ids, self.item_ids = z["user_ids"], z["item_ids"]
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                self.path, self.kind, self.fingerprint = path, str(z["kind"]), str(z["fingerprint"])
+                self.items, self.scores = z["items"].astype(np.int64), z["scores"]
+                self.indptr, self.indices = z["heldout_indptr"], z["heldout_indices"]
+                self.user_ids, self.item_ids = z["user_ids"], z["item_ids"]
+        except FileNotFoundError:
+            sys.exit(f"error: {path}: not found")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            reason = f" ({e.strerror})" if isinstance(e, OSError) and e.strerror else ""
+            sys.exit(f"error: {path}: not a score file of test.py --scores-out{reason}")
 
     def normalised(self, norm):
         """(n_users, N) values in [0, 1], 0 where the model listed nothing."""
@@ -50,10 +59,16 @@ class ScoreFile:
         return np.where(listed, (self.scores - low) / span, 0.0)
 
 
-def read_group(paths, what):
-    """The score files of one split, checked to be of one data set, one split and one ranking."""
+def read_group(paths, what, kind=None):
+    """The score files of one split, checked to be of one data set, one split and one ranking (and
+    of `kind` where given)."""
     files = [ScoreFile(p) for p in paths]
     first = files[0]
+    if kind is not None and first.kind != kind:
+        sys.exit(
+            f"error: {what}: {first.path} ranks the {first.kind} split; expected scores of the {kind} (test.py "
+            "--scores-out on a model trained with evaluation.split none, which ranks out every known item)"
+        )
     for f in files[1:]:
         same = f.fingerprint == first.fingerprint and f.kind == first.kind
         if not same or not np.array_equal(f.item_ids, first.item_ids):
@@ -110,6 +125,15 @@ def main(argv):
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--step", type=float, default=0.1, help="weight grid step (default 0.1)")
     args = parser.parse_args(argv)
+    if args.k < 1:
+        parser.error(f"--k: expected an integer >= 1, got {args.k}")
+    if not 0 < args.step <= 1 or abs(1 / args.step - round(1 / args.step)) > 1e-6:
+        parser.error(f"--step: expected 1 / N for a whole N (0.1, 0.05, 0.25, ...), got {args.step}")
+    if args.out:
+        try:
+            check_output_file(args.out, "--out", [*args.valid, *(args.test or []), *(args.submission or [])])
+        except ConfigError as e:
+            sys.exit(f"error: {e}")
     for option in ("test", "submission"):
         given = getattr(args, option)
         if given is not None and len(given) != len(args.valid):
@@ -133,12 +157,12 @@ def main(argv):
             )
             print(f"test {Path(path).name if path != 'blend' else 'blend'}: {shown}")
     if args.submission:
-        files = read_group(args.submission, "--submission")
+        files = read_group(args.submission, "--submission", kind="export")
         top = blended_top(files, best, args.norm, args.k)
         table = pd.DataFrame(
             {"user": np.repeat(files[0].user_ids, top.shape[1]), "item": files[0].item_ids[top.ravel()]}
         )
-        table.to_csv(args.out, index=False)
+        write_atomic(args.out, lambda f: table.to_csv(f, index=False), binary=False)
         users = len(files[0].user_ids)
         print(f"submission: {args.out} ({len(table)} rows, {top.shape[1]} items for each of {users} users)")
     return 0

@@ -112,10 +112,24 @@ def write(out, ratings, side, last, random, seed):
     )
 
 
+def read_table(path, columns):
+    """A CSV of text columns that has `columns`; anything else ends the command with one line."""
+    try:
+        table = pd.read_csv(path, dtype=str)
+    except FileNotFoundError:
+        sys.exit(f"error: {path}: not found")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        sys.exit(f"error: {path}: not a readable CSV ({getattr(e, 'strerror', None) or e})")
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        sys.exit(f"error: {path}: the header is {','.join(map(str, table.columns))}, expected {','.join(columns)}")
+    return table
+
+
 def check(submission, data, k):
     """A list of what is wrong with the submission (empty when it is valid)."""
-    sub = pd.read_csv(submission, dtype=str)
-    known = pd.read_csv(data, dtype=str)
+    sub = read_table(submission, ["user", "item"])
+    known = read_table(data, ["user", "item"])
     problems = []
     if list(sub.columns) != ["user", "item"]:
         return [f"the header is {','.join(sub.columns)}, expected user,item"]
@@ -138,8 +152,7 @@ def check(submission, data, k):
 
 def score(submission, hidden, k):
     """Recall@k normalised by min(k, held-out count), averaged over the users with held-out items."""
-    sub = pd.read_csv(submission, dtype=str)
-    truth = pd.read_csv(hidden, dtype=str)
+    sub, truth = read_table(submission, ["user", "item"]), read_table(hidden, ["user", "item"])
     sub = sub.assign(rank=sub.groupby("user").cumcount())
     hits = sub[sub["rank"] < k].merge(truth, on=["user", "item"]).groupby("user").size()
     held = truth.groupby("user").size()
@@ -170,11 +183,24 @@ def main(argv):
     command.add_argument("hidden")
     command.add_argument("--k", type=int, default=10)
     args = parser.parse_args(argv)
+    for name in ("users", "items", "mean_length", "k"):
+        if getattr(args, name, 1) < 1:
+            parser.error(f"--{name.replace('_', '-')}: expected an integer >= 1, got {getattr(args, name)}")
+    if args.command in ("synthetic", "standin"):
+        taken = [name for name in ("train_ratings.csv", "hidden.csv") if (args.out / name).exists()]
+        if taken:  # it may be the real competition's data
+            sys.exit(f"error: {args.out} already holds {' and '.join(taken)}; give a new folder")
     if args.command == "synthetic":
         data = synthetic(args.users, args.items, args.mean_length, seed=args.seed)
         write(args.out, *data, args.last, args.random, args.seed)
     elif args.command == "standin":
-        write(args.out, *standin(args.ratings, args.items_file), args.last, args.random, args.seed)
+        try:
+            data = standin(args.ratings, args.items_file)
+        except (OSError, ValueError, IndexError, pd.errors.ParserError) as e:  # not MovieLens's u.data / u.item
+            sys.exit(
+                f"error: {args.ratings} / {args.items_file}: not MovieLens files ({getattr(e, 'strerror', None) or e})"
+            )
+        write(args.out, *data, args.last, args.random, args.seed)
     elif args.command == "check":
         problems = check(args.submission, args.data, args.k)
         print("\n".join(problems) if problems else f"{args.submission}: valid ({args.k} unseen items for every user)")

@@ -69,3 +69,47 @@ def test_a_blended_submission_names_k_unseen_items_for_every_user(tmp_path, tiny
     assert (table.groupby("user").size() == 10).all() and table["user"].nunique() == ratings["user"].nunique()
     assert len(table.merge(ratings[["user", "item"]], on=["user", "item"])) == 0
     assert list(table.columns) == ["user", "item"]
+
+
+def test_the_blends_bad_inputs_are_one_line_and_nothing_is_overwritten(tmp_path, tiny_data, capsys):
+    """Each ended on a traceback, or wrote the submission over an input or from the wrong ranking."""
+    import pytest
+
+    blend = blend_module()
+    valid = scores_of(tmp_path, tiny_data, {"type": "EASE", "args": {"l2": 50.0}}, "e")
+    test = scores_of(tmp_path, tiny_data, {"type": "EASE", "args": {"l2": 50.0}}, "e2", split="test")
+    (tmp_path / "junk.npz").write_text("junk")
+    before = valid.read_bytes()
+    cases = [
+        (["--valid", valid, tmp_path / "none.npz"], "none.npz: not found"),
+        (["--valid", valid, tmp_path / "junk.npz"], "junk.npz: not a score file of test.py --scores-out"),
+        (["--valid", valid, valid, "--step", "0"], "--step: expected 1 / N"),
+        (["--valid", valid, valid, "--k", "0"], "--k: expected an integer >= 1"),
+        (["--valid", valid, "--submission", test, "--out", tmp_path / "s.csv"], "ranks the test split; expected"),
+        (["--valid", valid, "--submission", test, "--out", valid], "which this command reads"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit:
+            blend.main(list(map(str, argv)))
+        said = str(exit.value.code) if isinstance(exit.value.code, str) else capsys.readouterr().err
+        assert exit.value.code != 0 and message in said, (argv, said)
+    assert valid.read_bytes() == before and not (tmp_path / "s.csv").exists()
+
+
+def test_the_competition_scripts_bad_inputs_are_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    script = [sys.executable, str(ROOT / "scripts" / "competition.py")]
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "train_ratings.csv").write_text("user,item,time\nmine,1,1\n")
+    cases = [
+        (["score", tmp_path / "none.csv", tmp_path / "none.csv"], "none.csv: not found"),
+        (["score", tmp_path / "real" / "train_ratings.csv", tmp_path / "real"], "not a readable CSV"),
+        (["synthetic", tmp_path / "real"], "already holds train_ratings.csv; give a new folder"),
+        (["synthetic", tmp_path / "x", "--users", "0"], "--users: expected an integer >= 1"),
+    ]
+    for argv, message in cases:
+        result = subprocess.run([*script, *map(str, argv)], capture_output=True, text=True)
+        assert result.returncode != 0 and "Traceback" not in result.stderr and message in result.stderr, result.stderr
+    assert (tmp_path / "real" / "train_ratings.csv").read_text() == "user,item,time\nmine,1,1\n"

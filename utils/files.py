@@ -5,6 +5,8 @@
   target: readers see the old file or the new one, never half of one.
 - `append_line`: appends refuse to follow a symbolic link at the path.
 - `deferred_signals`: Ctrl-C / SIGTERM / SIGHUP arriving during a write wait until it is done.
+- `check_output_file`: an output path given on the command line is checked before any work: a
+  writable file that is none of the command's inputs.
 """
 
 import contextlib
@@ -16,6 +18,8 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
+
+from utils.errors import ConfigError
 
 logger = logging.getLogger("files")
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -118,3 +122,24 @@ def read_jsonl(path):
                 break
             raise ValueError(f"{path}:{number}: not a JSON object ({e.msg})") from None
     return records
+
+
+def check_output_file(path, option, inputs=()):
+    """A file that can be written: its folder exists and is writable, it is not a folder, and it is
+    none of `inputs` (the checkpoint, the run's files, the data's files), which it would replace."""
+    path = Path(path)
+    if not str(path).strip():
+        raise ConfigError(f"{option}: the path is empty")
+    if path.is_dir():
+        raise ConfigError(f"{option}: {path} is a folder; give a file name such as {path / 'recs.csv'}")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{option}: {path} is not a regular file (a device, pipe or socket); give a file name")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(f"{option}: the folder {folder} does not exist")
+    for existing in inputs:
+        if Path(existing).exists() and path.exists() and path.resolve() == Path(existing).resolve():
+            raise ConfigError(f"{option}: {path} is {existing}, which this command reads; give another file name")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{option}: {path} cannot be written (permission denied)")
+    return path
