@@ -8,7 +8,17 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, data_of, load_default_config, run, run_script, send_signal, tiny_config, write_config
+from conftest import (
+    ROOT,
+    data_of,
+    load_default_config,
+    one_line_error,
+    run,
+    run_script,
+    send_signal,
+    tiny_config,
+    write_config,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -130,6 +140,10 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_best(tmp_path, tiny_d
         trainer._backward_and_step = watch
         trainer.train()
     assert torch.equal(model.embedding.weight, before["weights"])  # the poisoned batch never stepped
+    # a loss that is not finite before any update is not blamed on the learning rate
+    config = tiny_config(tiny_data, tmp_path / "saved", loss__args__reg=1e308)
+    line = one_line_error(run_script("train.py", "-c", write_config(tmp_path / "reg.json", config)), code=1)
+    assert "epoch 1, batch 0: the loss is inf" in line and "before any update" in line and "learning rate" not in line
     best = load_checkpoint(folder / "model_best.pth")
     assert best["epoch"] == 1 and all(torch.isfinite(t).all() for t in best["state_dict"].values())
 

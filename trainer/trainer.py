@@ -155,9 +155,13 @@ class Trainer(BaseTrainer):
         if bad:
             where = f"batch {first}" if first == last else f"batches {first}-{last}"
             before = " before its optimizer step" if first == last else ""
+            if first == last and self.step == 0:  # no update yet: the learning rate cannot be the cause
+                hint = "It was so before any update: check the loss's and the model's arguments (a huge reg or init_std)."
+            else:
+                hint = "Try a lower learning rate, or smaller weights on the loss's terms (reg)."
             raise TrainingError(
                 f"epoch {epoch}, {where}: the loss is {'nan' if loss_sum != loss_sum else loss_sum}{before}; stopped "
-                "without saving (the last good checkpoint is kept). Try a lower learning rate."
+                f"without saving (the last good checkpoint is kept). {hint}"
             )
         return loss_sum / distributed.world_size() / (last - first + 1)
 
