@@ -1,0 +1,44 @@
+"""What every item-item model shares (EASE, EDLAE, ItemKNN, RP3beta): a weight matrix B fitted in
+closed form from the training matrix, and a user's scores as their history times B, ŷ_u = x_u B.
+
+Nothing is trained by gradients: `fit` sets B once (train.py), the checkpoint keeps it, and
+test.py scores with it as it is. A subclass writes only `fit`, the formula of its paper.
+"""
+
+import torch
+
+from base.base_model import BaseModel
+from model.graph import csr_products_work, csr_tensor
+
+
+class ItemItemModel(BaseModel):
+    """B: (n_items, n_items), B_ij the weight of having item i on the score of item j."""
+
+    def __init__(self, dataset):
+        super().__init__()
+        self.register_buffer("B", torch.zeros(dataset.n_items, dataset.n_items))  # (n_items, n_items)
+        self._sparse = None  # whether B's device multiplies a sparse history, decided at first use
+
+    def train_batches(self, data):
+        return ()  # closed form: nothing to train
+
+    def full_scores(self, users, history):
+        """ŷ = x_u B for each user, with x_u their history row (B, n_items)."""
+        if self._sparse is None:  # MPS has no sparse products: dense rows there
+            self._sparse = csr_products_work(self.B.device)
+        if self._sparse:  # a history is a few items of thousands: a sparse row times B costs that much less
+            x = csr_tensor(
+                *(torch.from_numpy(a) for a in (history.indptr, history.indices, history.data)), history.shape
+            )
+            return x.to(self.B.device) @ self.B
+        x = torch.from_numpy(history.toarray()).to(self.B)
+        return x @ self.B
+
+
+def keep_top_k(weights, k, dim):
+    """`weights` (a dense tensor) with all but the k largest entries along `dim` set to 0."""
+    if k >= weights.shape[dim]:
+        return weights
+    kept = torch.zeros_like(weights)
+    top = torch.topk(weights, k, dim=dim)
+    return kept.scatter_(dim, top.indices, top.values)
