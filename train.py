@@ -21,6 +21,7 @@ from pathlib import Path
 from torch.nn.parallel import DistributedDataParallel
 
 from base.base_trainer import TrainingError
+from base.phases import PhaseOptimizers
 from data_loader import DATA_LOADERS, build_data, check_data_config
 from logger.logger import attach_log_file, close_log_files, close_logging, get_logger, run_main, setup_logging
 from logger.plot import plot_history
@@ -249,7 +250,7 @@ def main(args):
         criterion = model.loss
     metrics = parse_metrics(config["metrics"], METRICS)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = config.init_obj("optimizer", OPTIMIZERS, params) if params and config.get("optimizer") else None
+    optimizer = build_optimizer(config, model, params)
     lr_scheduler = None
     if optimizer is not None and config.get("lr_scheduler") is not None:
         lr_scheduler = config.init_obj("lr_scheduler", LR_SCHEDULERS, optimizer)
@@ -314,6 +315,22 @@ def main(args):
                 logger.info(f"The run ended before its first epoch was saved: {run.path} was removed")
         run.release()
         distributed.cleanup()
+
+
+def build_optimizer(config, model, params):
+    """The config's optimizer over the trainable parameters; one for each phase of a model that
+    trains in phases (base/phases.py)."""
+    if not params or not config.get("optimizer"):
+        return None
+    phases = model.phases()
+    if not phases:
+        return config.init_obj("optimizer", OPTIMIZERS, params)
+    if config.get("lr_scheduler") is not None:
+        raise ConfigError(
+            f"lr_scheduler: {type(model).__name__} trains in phases, one optimizer each, and a scheduler is not "
+            "supported there; remove lr_scheduler (set it to null)"
+        )
+    return PhaseOptimizers([config.init_obj("optimizer", OPTIMIZERS, list(phase.parameters)) for phase in phases])
 
 
 def run(argv):

@@ -10,7 +10,8 @@ A model is built from the data set, `Model(dataset=Interactions, **arch.args)`, 
   config's `loss` function (model/loss/), or the model's own `loss(output, step)` when the config
   names none;
 - how it ranks: `full_scores(users, history) -> (B, n_items)`, where `history` is what the
-  evaluation ranks out (training items; training and validation items at test time).
+  evaluation ranks out (training items; training and validation items at test time);
+- whether it trains in phases, each with its own optimizer: `phases()` (base/phases.py).
 """
 
 from abc import ABC, abstractmethod
@@ -48,6 +49,14 @@ class BaseModel(nn.Module, ABC):
         """The model's own training loss from forward's output and the optimizer step count. Used
         when the config has no `loss` section; a model trained by a config loss leaves it alone."""
         raise ContractError(f"{type(self).__name__} has no loss of its own: name one in the config's `loss` section")
+
+    def phases(self):
+        """[Phase(name, parameters, passes), ...] for a model that alternates what it updates (one
+        optimizer each, stepped in turn every epoch); None (the default): one optimizer, one pass."""
+        return None
+
+    def begin_phase(self, name):
+        """Called as each phase starts its passes: a model changes here what differs between them."""
 
     @classmethod
     def has_own_loss(cls):

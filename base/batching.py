@@ -8,6 +8,9 @@ tensors (the trainer moves them to the training device):
 - UserRowBatches: whole rows of the training matrix, each user once an epoch (MultVAE);
 - SequenceBatches: each user's latest training items in time order, with the next item as the
   target of every position (SASRec).
+- MaskedSequenceBatches: the same sequences with random items hidden behind a mask token, the
+  hidden items the targets (BERT4Rec's cloze task); it extends SequenceBatches, as a model's own
+  piece would, overriding only `batch(users)`.
 
 All random draws come from the data loader's one generator (`data.rng`, saved in every
 checkpoint), so resuming repeats them exactly. The pieces that visit every user once an epoch
@@ -196,16 +199,20 @@ class SequenceBatches(Batches):
     def __len__(self):
         return math.ceil(self.per_rank(len(self.users)) / self.data.batch_size)
 
+    def last_items(self, users, length):
+        """(B, length): each user's last `length` training items in time order as index + 1,
+        left-padded with 0."""
+        start, end = self.indptr[users], self.indptr[users + 1]
+        index = end[:, None] - length + np.arange(length)[None, :]  # column j: index end_b - length + j
+        valid = index >= start[:, None]
+        return np.where(valid, self.items[np.where(valid, index, 0)] + 1, 0)
+
     def batch(self, users):
         """The dict for these users (int64 array)."""
-        start, end = self.indptr[users], self.indptr[users + 1]
-        # column j of row b holds the input at index end_b - 1 - L + j of b's sequence (the last
-        # input, at column L - 1, is the second-to-last item; its target the last one)
-        index = end[:, None] - 1 - self.max_len + np.arange(self.max_len)[None, :]  # (B, L)
-        valid = index >= start[:, None]
-        index = np.where(valid, index, 0)
-        items = np.where(valid, self.items[index] + 1, 0)
-        targets = np.where(valid, self.items[index + 1] + 1, 0)
+        window = self.last_items(users, self.max_len + 1)  # (B, L + 1)
+        items = window[:, :-1]  # the inputs: up to the second-to-last item
+        valid = items > 0
+        targets = np.where(valid, window[:, 1:], 0)  # the item after each input
         out = {"users": users, "items": items, "targets": targets}
         if self.sampler is not None:
             rows = np.repeat(users, valid.sum(axis=1))  # one draw per real position, row by row
@@ -218,3 +225,28 @@ class SequenceBatches(Batches):
         order, size = self.epoch_order(self.users), self.data.batch_size
         for start in range(0, len(order), size):
             yield self.batch(order[start : start + size])
+
+
+class MaskedSequenceBatches(SequenceBatches):
+    """The cloze task of BERT4Rec: each user's last `max_len` training items, some of them hidden.
+
+    items (B, L): the sequence, left-padded with 0, each real item replaced by `mask_token` with
+    probability `mask_prob` (at least one per user); targets (B, L): the hidden item at each masked
+    position, 0 elsewhere. Items are index + 1, as in SequenceBatches.
+    """
+
+    def __init__(self, data, max_len, mask_prob, mask_token):
+        super().__init__(data, max_len, negatives=0)
+        self.mask_prob, self.mask_token = mask_prob, mask_token
+
+    def batch(self, users):
+        items = self.last_items(users, self.max_len)  # (B, L), the last item at column L - 1
+        real = items > 0
+        masked = real & (self.data.rng.random(items.shape) < self.mask_prob)
+        masked[~masked.any(axis=1), -1] = True  # a user with nothing drawn has their last item hidden
+        out = {
+            "users": users,
+            "items": np.where(masked, self.mask_token, items),
+            "targets": np.where(masked, items, 0),
+        }
+        return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in out.items()}

@@ -121,8 +121,9 @@ class Trainer(BaseTrainer):
     def _train_batches(self, epoch):
         """Every batch of the epoch; returns the mean loss over the steps of every rank."""
         self.batches.set_epoch(epoch)
-        n = len(self.batches)
-        bar = Progress(self.batches, n, f"epoch {epoch}", enabled=self.is_main, logger=self.logger)
+        phases = self.module.phases()
+        n = len(self.batches) * (sum(phase.passes for phase in phases) if phases else 1)
+        bar = Progress(self._epoch_batches(phases), n, f"epoch {epoch}", enabled=self.is_main, logger=self.logger)
         total, steps, first = 0.0, 0, 0
         # [sum of the window's losses, how many of them were not finite], kept on the device: read
         # every sync_every steps (every step on the CPU, so a NaN never reaches the weights there).
@@ -137,6 +138,18 @@ class Trainer(BaseTrainer):
                 window.zero_()
                 first = index + 1
         return total / steps if steps else 0.0
+
+    def _epoch_batches(self, phases):
+        """One pass over the batches; for a model that trains in phases, each phase's passes in turn,
+        its optimizer the one that steps (base/phases.py)."""
+        if not phases:
+            yield from self.batches
+            return
+        for number, phase in enumerate(phases):
+            self.optimizer.active = number
+            self.module.begin_phase(phase.name)
+            for _ in range(phase.passes):
+                yield from self.batches
 
     @staticmethod
     def _stats(loss):
@@ -156,7 +169,7 @@ class Trainer(BaseTrainer):
             where = f"batch {first}" if first == last else f"batches {first}-{last}"
             before = " before its optimizer step" if first == last else ""
             if first == last and self.step == 0:  # no update yet: the learning rate cannot be the cause
-                hint = "It was so before any update: check the loss's and the model's arguments (a huge reg or init_std)."
+                hint = "It was so before any update: check the loss's and the model's arguments (a huge reg)."
             else:
                 hint = "Try a lower learning rate, or smaller weights on the loss's terms (reg)."
             raise TrainingError(

@@ -1,0 +1,79 @@
+"""BERT4Rec: the cloze batches built on SequenceBatches, attention both ways that never reads padding,
+[mask] appended at evaluation, exact resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, prepared, run, straight_and_resumed
+
+from base.batching import MaskedSequenceBatches, SequenceBatches
+from data_loader.movielens import MovieLensDataLoader
+from model.bert4rec import BERT4Rec
+
+
+@pytest.fixture
+def loader(tiny_data):
+    return prepared(
+        MovieLensDataLoader(str(tiny_data), download=False, cache=False), split="leave_one_out", batch_size=8
+    )
+
+
+def model_for(dataset, **kwargs):
+    torch.manual_seed(0)
+    args = {"embed_dim": 8, "n_blocks": 2, "heads": 2, "max_len": 6, "dropout": 0.0, **kwargs}
+    return BERT4Rec(dataset, **args).eval()
+
+
+def test_the_cloze_batch_hides_items_of_the_users_latest_and_nothing_else(loader):
+    mask = loader.dataset.n_items + 1
+    batches = MaskedSequenceBatches(loader, max_len=20, mask_prob=0.3, mask_token=mask)
+    users = batches.users
+    latest = SequenceBatches(loader, max_len=20).last_items(users, 20)  # what SequenceBatches reads
+    batch = batches.batch(users)
+    items, targets = batch["items"].numpy(), batch["targets"].numpy()
+    hidden = items == mask
+    assert (targets[hidden] == latest[hidden]).all() and (targets[~hidden] == 0).all()
+    assert (items[~hidden] == latest[~hidden]).all()  # the rest is the sequence as it was
+    assert not (hidden & (latest == 0)).any() and hidden.any(axis=1).all()  # padding never, every user at least once
+    share = hidden.sum() / (latest > 0).sum()
+    assert 0.2 < share < 0.4  # about mask_prob of the real items
+
+
+def test_attention_goes_both_ways_and_never_reads_padding(loader):
+    model = model_for(loader.dataset)
+    items = torch.tensor([[0, 0, 3, 7, 9, 2]])
+    base = model.encode(items)
+    changed = items.clone()
+    changed[0, 5] = 11  # a later item changes the earlier positions too (SASRec's would not)
+    assert not torch.allclose(model.encode(changed)[0, 2], base[0, 2])
+    with torch.no_grad():  # whatever padding's embedding and positions hold, the real outputs stay
+        model.items.weight[0].normal_()
+    torch.testing.assert_close(model.encode(items)[0, 2:], base[0, 2:])
+
+
+def test_scores_are_the_mask_appended_after_the_history(loader):
+    ds = loader.dataset
+    model = model_for(ds)
+    users = torch.arange(5)
+    history = (ds.train + ds.valid)[:5]
+    scores = model.full_scores(users, history)
+    assert scores.shape == (5, ds.n_items)
+    indptr, ordered = ds.in_time_order(history, np.arange(5))
+    sequence = [*(ordered[indptr[1] - 5 : indptr[1]] + 1), ds.n_items + 1]  # the last 5 items, then [mask]
+    h = model.encode(torch.tensor([sequence]))[0, -1]
+    torch.testing.assert_close(scores[0], model.logits(h))
+    assert not torch.allclose(scores, model.full_scores(users, ds.train[:5]))  # the history given decides
+
+
+def test_trains_resumes_exactly_and_exports(tmp_path, tiny_data):
+    config = json.loads((ROOT / "configs" / "bert4rec_ml100k.json").read_text())
+    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config["batches"]["batch_size"] = 16
+    config["arch"]["args"].update(embed_dim=8, max_len=10)
+    config["trainer"]["eval_period"] = 1
+    runs, straight, _ = straight_and_resumed(tmp_path, config)
+    assert straight["epoch"] == 4
+    result = run("test.py", "-r", runs / "straight" / "model_best.pth", "--topk-out", tmp_path / "r.csv")
+    assert result.returncode == 0, result.stderr
