@@ -1,7 +1,8 @@
 """Experiment tracking in wandb: the config once, then one row of figures per epoch.
 
 mode: 'online', 'offline' (default; works without network, `wandb sync` later) or 'disabled'.
-The WANDB_MODE environment variable, when set, takes precedence over the config.
+The WANDB_MODE environment variable, when set, takes precedence over the config; a run started by
+`wandb agent` (WANDB_SWEEP_ID set) is online, as its sweep needs.
 wandb is imported only when a run is actually started. Tracking never stops a run that could
 train: online without a login is refused before anything is created (check_wandb), a server that
 cannot be reached in INIT_TIMEOUT seconds turns the run offline, and a wandb folder that cannot be
@@ -21,7 +22,11 @@ logger = logging.getLogger("wandb_writer")
 
 
 def effective_mode(mode):
-    return os.environ.get("WANDB_MODE") or mode
+    """WANDB_MODE when set; online for a run a `wandb agent` started (it reports to its sweep, which
+    lives on the server); else the config's."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if os.environ.get("WANDB_SWEEP_ID") else mode
 
 
 def has_api_key():

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -74,6 +75,40 @@ def test_sweep_agent_style_arguments(tmp_path, tiny_data):
     assert saved["trainer"]["epochs"] == 1 and saved["optimizer"]["args"]["lr"] == 0.01
     result = run_script("train.py", "-c", path, "--bogus")
     assert result.returncode == 2 and "unrecognized argument: --bogus" in result.stderr
+
+
+@pytest.mark.parametrize("family", sorted(p.stem for p in (ROOT / "configs" / "wandb").glob("*.yaml")))
+def test_each_wandb_sweep_file_trains_every_config_it_names(tmp_path, tiny_data, family, monkeypatch):
+    """What an agent would run: --config=<each model of the family> and every parameter as
+    --<key>=<value> (here the range's low end); online for the agent's runs whatever the config says."""
+    import yaml
+
+    from logger.wandb_writer import effective_mode
+
+    sweep = yaml.safe_load((ROOT / "configs" / "wandb" / f"{family}.yaml").read_text())
+    assert sweep["program"] == "train.py" and "${args}" in sweep["command"]
+    parameters = dict(sweep["parameters"])
+    configs = parameters.pop("config")["values"]
+    assert len(configs) >= 2  # a family, not one model
+    chosen = [f"--{key}={spec['values'][0] if 'values' in spec else spec['min']}" for key, spec in parameters.items()]
+    for config in configs:
+        result = run(
+            "train.py",
+            f"--config={ROOT / config}",
+            *chosen,
+            "--epochs",
+            "1",
+            "--run-id",
+            Path(config).stem,
+            "--set",
+            f"data_loader.args.data_dir={tiny_data}",
+            "--set",
+            f"trainer.save_dir={tmp_path}",
+        )
+        assert result.returncode == 0, (config, result.stderr[-2000:])
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc")
+    assert effective_mode("offline") == "online"
 
 
 def test_the_github_workflow_selects_its_tests_without_the_data_sets(tmp_path):
