@@ -4,6 +4,7 @@
     python -m bench --dataset gowalla --threads 2 --data-dir ../shared/data --impl reference
     python -m bench --dataset ml-100k --threads 2 --models NGCF --compile
     python -m bench --dataset gowalla --device cuda --amp bf16
+    python -m bench --dataset synthetic-competition          (every model at a competition's size: bench/scale.py)
 
 Prints one table and writes the same figures as JSON: one object per model (NGCF and LightGCN,
 paper settings: batch 1024, d = 64, 3 layers). Times are seconds; each model runs in its own
@@ -266,8 +267,19 @@ def print_table(results):
 
 
 def main():
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--dataset")
+    if (first.parse_known_args()[0].dataset or "").startswith("synthetic-"):  # the scale benchmark
+        from bench import scale
+
+        return scale.main(sys.argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=("ml-100k", "gowalla"), default="ml-100k")
+    parser.add_argument(
+        "--dataset",
+        choices=("ml-100k", "gowalla", "synthetic-small", "synthetic-competition", "synthetic-20m"),
+        default="ml-100k",
+        help="synthetic-*: every model at a competition's size (bench/scale.py)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--data-dir",

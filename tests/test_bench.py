@@ -122,3 +122,32 @@ def test_baseline_ranking_scores_what_evaluation_scores(tmp_path):
     plain = baseline.evaluate(model, test, test.users) / len(test.users)
     assert plain > 0
     assert abs(plain - (template["recall@20"] + template["ndcg@20"])) < 1e-6  # the template ranks in float32
+
+
+@pytest.mark.slow
+def test_the_scale_benchmark_times_every_shipped_model(tmp_path):
+    """python -m bench --dataset synthetic-small: every model of the list, each figure measured, the
+    data generated into --data-dir once; every shipped model has a config there."""
+    from bench.scale import CONFIGS
+    from model import MODELS
+
+    assert sorted(CONFIGS) == sorted(MODELS)  # a new model joins the benchmark with its config
+    out = tmp_path / "scale.json"
+    command = [sys.executable, "-m", "bench", "--dataset", "synthetic-small", "--data-dir", str(tmp_path)]
+    result = subprocess.run(
+        [*command, "--models", "EASE,MultVAE,RecVAE", "--steps", "2", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert [r["model"] for r in results] == ["EASE", "MultVAE", "RecVAE"]
+    for r in results:
+        for key in ("prep_s", "eval_s", "export_s", "peak_rss_mb"):
+            assert math.isfinite(r[key]) and r[key] > 0, (r["model"], key)
+        assert 0 < r["nrecall@10"] <= 1
+    assert math.isfinite(results[0]["floor_s"]) and math.isnan(results[0]["epoch_s"])  # EASE: fitted, not trained
+    assert results[2]["epoch_steps"] % 4 == 0  # RecVAE's epoch: three passes for the encoder, one for the decoder
+    assert (tmp_path / "synthetic-small" / "train_ratings.csv").is_file() and "synthetic-small" in result.stdout
