@@ -51,6 +51,14 @@ CONFIGS = {  # every shipped model: its ML-100K config, or its competition confi
 }
 
 
+def synchronize(device):
+    """Wait for the GPU's queued work, so that a time is the work's and not its launch's."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def generate(size, data_dir):
     """<data_dir>/synthetic-<size>/ with train_ratings.csv and the side files, made once."""
     folder = Path(data_dir) / f"synthetic-{size}"
@@ -77,19 +85,21 @@ def config_for(model, folder):
     return ConfigParser(config)
 
 
-def run_model(model_name, folder, threads, steps, queue):
-    import resource
-
+def run_model(model_name, folder, threads, steps, device, queue):
     import numpy as np
     import torch
 
     import train
+    from bench.run import peak_rss_mb
     from data_loader import build_data
     from model import LOSSES, METRICS, MODELS
     from test import top_k_lists
     from trainer.evaluation import evaluate, parse_metrics
     from trainer.trainer import Trainer
+    from utils.device import configure_device, resolve_device
 
+    device = resolve_device(device)
+    configure_device(device)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = config_for(model_name, folder)
@@ -101,12 +111,14 @@ def run_model(model_name, folder, threads, steps, queue):
     start = time.perf_counter()
     model.fit(data.dataset)
     figures["fit_s"] = time.perf_counter() - start
+    model = model.to(device)
+    model.on_device(device)
     params = [p for p in model.parameters() if p.requires_grad]
     figures["epoch_s"] = float("nan")
     if params:
         criterion = config.bind_loss("loss", LOSSES) if config.get("loss") is not None else model.loss
         optimizer = train.build_optimizer(config, model, params)
-        trainer = Trainer(model, criterion, {}, optimizer, config, torch.device("cpu"), data_loader=data)
+        trainer = Trainer(model, criterion, {}, optimizer, config, device, data_loader=data)
         trainer.batches.set_epoch(1)
         phases = model.phases()
         batches = trainer._epoch_batches(phases)
@@ -114,20 +126,22 @@ def run_model(model_name, folder, threads, steps, queue):
         model.train()
         for batch in islice(batches, 2):  # warm-up
             trainer._backward_and_step(trainer._loss(trainer._to_device(batch)))
+        synchronize(device)
         start, done = time.perf_counter(), 0
         for batch in islice(batches, steps):
             trainer._backward_and_step(trainer._loss(trainer._to_device(batch)))
             done += 1
+        synchronize(device)
         figures["epoch_s"] = (time.perf_counter() - start) / max(done, 1) * n
         figures["epoch_steps"] = n
     model.eval()
     metrics = parse_metrics(["nrecall@10"], METRICS)
     start = time.perf_counter()
-    figures["nrecall@10"] = evaluate(model, data.evaluation("test"), metrics, torch.device("cpu"))["nrecall@10"]
+    figures["nrecall@10"] = evaluate(model, data.evaluation("test"), metrics, device)["nrecall@10"]
     figures["eval_s"] = time.perf_counter() - start
     start = time.perf_counter()
     history = data.protocol.exported_history(data.dataset)
-    top_k_lists(model, data.dataset, history, 10, torch.device("cpu"), data.protocol.batch_size)
+    top_k_lists(model, data.dataset, history, 10, device, data.protocol.batch_size)
     figures["export_s"] = time.perf_counter() - start
     figures["floor_s"] = float("nan")
     if model_name == "EASE":  # XᵀX, dense, and its inverse: what any EASE fit computes
@@ -138,7 +152,10 @@ def run_model(model_name, folder, threads, steps, queue):
         np.linalg.inv(gram)
         figures["floor_s"] = time.perf_counter() - start
         figures["gram_mb"] = gram.nbytes / 2**20
-    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["peak_rss_mb"] = peak_rss_mb()  # the process's, on any device
+    figures["device"] = device.type
+    if device.type == "cuda":
+        figures["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     queue.put(figures)
 
 
@@ -161,6 +178,7 @@ def main(argv=None):
     parser.add_argument("--models", default=",".join(CONFIGS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=20, help="training steps timed per model (default 20)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--out", help="write the figures here as JSON")
     args = parser.parse_args(argv)
     size = args.dataset.removeprefix("synthetic-")
@@ -172,7 +190,7 @@ def main(argv=None):
     results = []
     for name in args.models.split(","):
         queue = context.Queue()
-        process = context.Process(target=run_model, args=(name, folder, args.threads, args.steps, queue))
+        process = context.Process(target=run_model, args=(name, folder, args.threads, args.steps, args.device, queue))
         process.start()
         results.append(queue.get())
         process.join()

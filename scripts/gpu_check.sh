@@ -6,6 +6,7 @@
 #   2. with two GPUs or more: train.py under torchrun, 2 processes on NCCL, and a resume
 #   3. python -m bench --device cuda on Gowalla, NGCF and LightGCN, in float32 and in bf16
 #   4. NGCF on MovieLens-100K for a few epochs on the GPU and on the CPU: the test Recall@20 of both
+#   5. the scale benchmark on the GPU: every shipped model on the synthetic competition-size data
 #
 # Data: ../shared/data (or RECSYS_SHARED_DATA) with ml-100k/ and gowalla/. Everything it writes goes
 # to $OUT (default gpu_check/); the figures are in $OUT/summary.txt at the end.
@@ -68,4 +69,7 @@ print(f"test Recall@20: cuda {gpu:.4f}, cpu {cpu:.4f}, difference {gpu - cpu:+.4
       "(the runs draw different random numbers on the two devices: expect a difference of the order of "
       "the seed-to-seed spread, about 0.005 on this split)")
 PY
+say "== 5. every model at a competition's size on the GPU (data generated into $OUT/data)"
+python -m bench --dataset synthetic-competition --device cuda --data-dir "$OUT/data" \
+  --out "$OUT/bench_competition.json" 2>&1 | tail -n 15 | tee -a "$summary"
 say "done: $summary"
