@@ -231,18 +231,23 @@ class MaskedSequenceBatches(SequenceBatches):
     """The cloze task of BERT4Rec: each user's last `max_len` training items, some of them hidden.
 
     items (B, L): the sequence, left-padded with 0, each real item replaced by `mask_token` with
-    probability `mask_prob` (at least one per user); targets (B, L): the hidden item at each masked
-    position, 0 elsewhere. Items are index + 1, as in SequenceBatches.
+    probability `mask_prob` (at least one per user), or, for a share `mask_last` of the users, only
+    the last item hidden (the task of recommending, sec. 3.6); targets (B, L): the hidden item at
+    each masked position, 0 elsewhere. Items are index + 1, as in SequenceBatches.
     """
 
-    def __init__(self, data, max_len, mask_prob, mask_token):
+    def __init__(self, data, max_len, mask_prob, mask_token, mask_last=0.0):
         super().__init__(data, max_len, negatives=0)
-        self.mask_prob, self.mask_token = mask_prob, mask_token
+        self.mask_prob, self.mask_token, self.mask_last = mask_prob, mask_token, mask_last
 
     def batch(self, users):
         items = self.last_items(users, self.max_len)  # (B, L), the last item at column L - 1
         real = items > 0
         masked = real & (self.data.rng.random(items.shape) < self.mask_prob)
+        if self.mask_last:
+            last_only = self.data.rng.random(len(users)) < self.mask_last
+            masked[last_only] = False
+            masked[last_only, -1] = True
         masked[~masked.any(axis=1), -1] = True  # a user with nothing drawn has their last item hidden
         out = {
             "users": users,

@@ -4,7 +4,8 @@
 A user is their latest training items in time order, s = (s_1, ..., s_L), left-padded to
 L = max_len. Unlike SASRec (model/sasrec.py), every position attends to every other, before and
 after it; the model learns by the cloze task (sec. 3.6): some items are replaced by a [mask]
-token, and it predicts each hidden item from the rest (base/batching.py MaskedSequenceBatches):
+token, and it predicts each hidden item from the rest; for a share of the users only the last item
+is hidden, the task it is used for (base/batching.py MaskedSequenceBatches):
 
     H^(0) = E[s] + P                                        items and positions, learned (3.4)
     H^(l) = Trm(H^(l-1)),  l = 1..n_blocks                   multi-head attention over all positions,
@@ -30,9 +31,12 @@ from utils.errors import ConfigError
 class BERT4Rec(BaseModel):
     """embed_dim: d (64 in the paper). n_blocks: transformer layers (2). heads: attention heads (2).
     max_len: the latest items of a history it reads (200 for ML-1M; 50 in the ML-100K config).
-    dropout: 0.1. mask_prob: the share of items hidden in training (0.2 for ML-1M)."""
+    dropout: 0.1. mask_prob: the share of items hidden in training (0.2 for ML-1M). mask_last: the
+    share of users given only their last item hidden (the paper does it, without a figure; 0: never)."""
 
-    def __init__(self, dataset, embed_dim=64, n_blocks=2, heads=2, max_len=50, dropout=0.1, mask_prob=0.2):
+    def __init__(
+        self, dataset, embed_dim=64, n_blocks=2, heads=2, max_len=50, dropout=0.1, mask_prob=0.2, mask_last=0.0
+    ):
         super().__init__()
         if dataset.order is None:
             raise ConfigError(
@@ -47,6 +51,7 @@ class BERT4Rec(BaseModel):
         self.max_len = checks.integer("arch.args.max_len", max_len, low=2)
         checks.fraction("arch.args.dropout", dropout)
         self.mask_prob = checks.number("arch.args.mask_prob", mask_prob, low=0, high=1, low_open=True)
+        self.mask_last = checks.number("arch.args.mask_last", mask_last, low=0, high=1)
         self.dataset, self.n_items = dataset, dataset.n_items  # the dataset's time order sorts a history
         self.mask_token = dataset.n_items + 1  # items are index + 1; 0 is padding
         self.items = nn.Embedding(dataset.n_items + 2, embed_dim, padding_idx=0)  # E, with [mask] last
@@ -65,7 +70,7 @@ class BERT4Rec(BaseModel):
             self.items.weight[0].zero_()
 
     def train_batches(self, data):
-        return MaskedSequenceBatches(data, self.max_len, self.mask_prob, self.mask_token)
+        return MaskedSequenceBatches(data, self.max_len, self.mask_prob, self.mask_token, self.mask_last)
 
     def encode(self, items):
         """items: (B, L) item index + 1, [mask] or 0 for padding -> (B, L, d), every position's output."""

@@ -39,6 +39,12 @@ def test_the_cloze_batch_hides_items_of_the_users_latest_and_nothing_else(loader
     assert not (hidden & (latest == 0)).any() and hidden.any(axis=1).all()  # padding never, every user at least once
     share = hidden.sum() / (latest > 0).sum()
     assert 0.2 < share < 0.4  # about mask_prob of the real items
+    # mask_last: those users have their last item hidden and nothing else (the task at evaluation)
+    batch = MaskedSequenceBatches(loader, max_len=20, mask_prob=0.3, mask_token=mask, mask_last=1.0).batch(users)
+    expected = np.zeros_like(latest, dtype=bool)
+    expected[:, -1] = True
+    np.testing.assert_array_equal(batch["items"].numpy() == mask, expected)
+    np.testing.assert_array_equal(batch["targets"].numpy()[:, -1], latest[:, -1])
 
 
 def test_attention_goes_both_ways_and_never_reads_padding(loader):
