@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 SIZES = {  # users, items, median interactions a user (the generator's lognormal, before repeats are dropped)
     "small": (2000, 800, 40),
-    "competition": (31360, 6807, 145),  # 5.09M interactions, as the competition's 5.2M
+    "competition": (31360, 6807, 145),  # 5.25M interactions, as the competition's 5.2M
     "20m": (138493, 26744, 130),  # about 20M, as MovieLens-20M
 }
 CONFIGS = {  # every shipped model: its ML-100K config, or its competition config where there is one
