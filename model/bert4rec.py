@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from base.base_model import BaseModel
 from base.batching import MaskedSequenceBatches
+from model._sequence import check_transformer
 from utils import checks
-from utils.errors import ConfigError
 
 
 class BERT4Rec(BaseModel):
@@ -38,18 +38,8 @@ class BERT4Rec(BaseModel):
         self, dataset, embed_dim=64, n_blocks=2, heads=2, max_len=50, dropout=0.1, mask_prob=0.2, mask_last=0.0
     ):
         super().__init__()
-        if dataset.order is None:
-            raise ConfigError(
-                "arch.type: BERT4Rec needs each user's interactions in time order; this data set has none "
-                "(a CSV needs data_loader.args.time_col)"
-            )
-        checks.positive_int("arch.args.embed_dim", embed_dim)
-        checks.positive_int("arch.args.n_blocks", n_blocks)
-        checks.positive_int("arch.args.heads", heads)
-        if embed_dim % heads:
-            checks.fail("arch.args.heads", f"a divisor of embed_dim ({embed_dim})", heads)
+        check_transformer("BERT4Rec", dataset, embed_dim, n_blocks, heads, dropout)
         self.max_len = checks.integer("arch.args.max_len", max_len, low=2)
-        checks.fraction("arch.args.dropout", dropout)
         self.mask_prob = checks.number("arch.args.mask_prob", mask_prob, low=0, high=1, low_open=True)
         self.mask_last = checks.number("arch.args.mask_last", mask_last, low=0, high=1)
         self.dataset, self.n_items = dataset, dataset.n_items  # the dataset's time order sorts a history

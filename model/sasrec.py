@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from base.base_model import BaseModel
 from base.batching import SequenceBatches
+from model._sequence import check_transformer
 from utils import checks
-from utils.errors import ConfigError
 
 
 class Block(nn.Module):
@@ -55,18 +55,8 @@ class SASRec(BaseModel):
 
     def __init__(self, dataset, embed_dim=50, n_blocks=2, heads=1, max_len=50, dropout=0.2, negatives=1):
         super().__init__()
-        if dataset.order is None:
-            raise ConfigError(
-                "arch.type: SASRec needs each user's interactions in time order; this data set has none "
-                "(a CSV needs data_loader.args.time_col)"
-            )
-        checks.positive_int("arch.args.embed_dim", embed_dim)
-        checks.positive_int("arch.args.n_blocks", n_blocks)
-        checks.positive_int("arch.args.heads", heads)
-        if embed_dim % heads:
-            checks.fail("arch.args.heads", f"a divisor of embed_dim ({embed_dim})", heads)
+        check_transformer("SASRec", dataset, embed_dim, n_blocks, heads, dropout)
         self.max_len = checks.positive_int("arch.args.max_len", max_len)
-        checks.fraction("arch.args.dropout", dropout)
         self.negatives = checks.one_of("arch.args.negatives", negatives, (0, 1))
         self.heads, self.dataset = heads, dataset  # the dataset's time order sorts a history
         self.items = nn.Embedding(dataset.n_items + 1, embed_dim, padding_idx=0)  # M; index 0 is padding

@@ -88,6 +88,16 @@ def tiny_data(tmp_path):
     return data_dir
 
 
+@pytest.fixture
+def loo_loader(tiny_data):
+    """The tiny MovieLens data, split leave-one-out, in batches of 8 (the sequence models' tests)."""
+    from data_loader.movielens import MovieLensDataLoader
+
+    return prepared(
+        MovieLensDataLoader(str(tiny_data), download=False, cache=False), split="leave_one_out", batch_size=8
+    )
+
+
 def small_dataset(n_users=12, n_items=15, seed=0, empty_user=True, empty_item=True):
     """An Interactions of random training pairs (no valid / test), with an empty user and item."""
     from base.interactions import Interactions, to_csr

@@ -4,20 +4,11 @@
 import json
 
 import numpy as np
-import pytest
 import torch
-from conftest import ROOT, prepared, run, straight_and_resumed
+from conftest import ROOT, run, straight_and_resumed
 
 from base.batching import MaskedSequenceBatches, SequenceBatches
-from data_loader.movielens import MovieLensDataLoader
 from model.bert4rec import BERT4Rec
-
-
-@pytest.fixture
-def loader(tiny_data):
-    return prepared(
-        MovieLensDataLoader(str(tiny_data), download=False, cache=False), split="leave_one_out", batch_size=8
-    )
 
 
 def model_for(dataset, **kwargs):
@@ -26,11 +17,11 @@ def model_for(dataset, **kwargs):
     return BERT4Rec(dataset, **args).eval()
 
 
-def test_the_cloze_batch_hides_items_of_the_users_latest_and_nothing_else(loader):
-    mask = loader.dataset.n_items + 1
-    batches = MaskedSequenceBatches(loader, max_len=20, mask_prob=0.3, mask_token=mask)
+def test_the_cloze_batch_hides_items_of_the_users_latest_and_nothing_else(loo_loader):
+    mask = loo_loader.dataset.n_items + 1
+    batches = MaskedSequenceBatches(loo_loader, max_len=20, mask_prob=0.3, mask_token=mask)
     users = batches.users
-    latest = SequenceBatches(loader, max_len=20).last_items(users, 20)  # what SequenceBatches reads
+    latest = SequenceBatches(loo_loader, max_len=20).last_items(users, 20)  # what SequenceBatches reads
     batch = batches.batch(users)
     items, targets = batch["items"].numpy(), batch["targets"].numpy()
     hidden = items == mask
@@ -40,15 +31,15 @@ def test_the_cloze_batch_hides_items_of_the_users_latest_and_nothing_else(loader
     share = hidden.sum() / (latest > 0).sum()
     assert 0.2 < share < 0.4  # about mask_prob of the real items
     # mask_last: those users have their last item hidden and nothing else (the task at evaluation)
-    batch = MaskedSequenceBatches(loader, max_len=20, mask_prob=0.3, mask_token=mask, mask_last=1.0).batch(users)
+    batch = MaskedSequenceBatches(loo_loader, max_len=20, mask_prob=0.3, mask_token=mask, mask_last=1.0).batch(users)
     expected = np.zeros_like(latest, dtype=bool)
     expected[:, -1] = True
     np.testing.assert_array_equal(batch["items"].numpy() == mask, expected)
     np.testing.assert_array_equal(batch["targets"].numpy()[:, -1], latest[:, -1])
 
 
-def test_attention_goes_both_ways_and_never_reads_padding(loader):
-    model = model_for(loader.dataset)
+def test_attention_goes_both_ways_and_never_reads_padding(loo_loader):
+    model = model_for(loo_loader.dataset)
     items = torch.tensor([[0, 0, 3, 7, 9, 2]])
     base = model.encode(items)
     changed = items.clone()
@@ -59,8 +50,8 @@ def test_attention_goes_both_ways_and_never_reads_padding(loader):
     torch.testing.assert_close(model.encode(items)[0, 2:], base[0, 2:])
 
 
-def test_scores_are_the_mask_appended_after_the_history(loader):
-    ds = loader.dataset
+def test_scores_are_the_mask_appended_after_the_history(loo_loader):
+    ds = loo_loader.dataset
     model = model_for(ds)
     users = torch.arange(5)
     history = (ds.train + ds.valid)[:5]

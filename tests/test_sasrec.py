@@ -3,19 +3,10 @@
 import json
 
 import numpy as np
-import pytest
 import torch
-from conftest import ROOT, prepared, run, straight_and_resumed
+from conftest import ROOT, run, straight_and_resumed
 
-from data_loader.movielens import MovieLensDataLoader
 from model.sasrec import SASRec
-
-
-@pytest.fixture
-def loader(tiny_data):
-    return prepared(
-        MovieLensDataLoader(str(tiny_data), download=False, cache=False), split="leave_one_out", batch_size=8
-    )
 
 
 def model_for(dataset, **kwargs):
@@ -23,8 +14,8 @@ def model_for(dataset, **kwargs):
     return SASRec(dataset, **{"embed_dim": 8, "n_blocks": 2, "heads": 2, "max_len": 6, "dropout": 0.0, **kwargs}).eval()
 
 
-def test_a_later_item_never_changes_an_earlier_position(loader):
-    model = model_for(loader.dataset)
+def test_a_later_item_never_changes_an_earlier_position(loo_loader):
+    model = model_for(loo_loader.dataset)
     items = torch.tensor([[0, 0, 3, 7, 9, 2]])
     base = model.encode(items)
     for t in range(2, 6):  # change the item at position t: positions before it are untouched
@@ -35,9 +26,9 @@ def test_a_later_item_never_changes_an_earlier_position(loader):
         assert not torch.allclose(out[0, t:], base[0, t:])
 
 
-def test_padding_never_leaks_into_attention(loader):
+def test_padding_never_leaks_into_attention(loo_loader):
     """Whatever the padding's embedding holds, the real positions' outputs are the same."""
-    model = model_for(loader.dataset)
+    model = model_for(loo_loader.dataset)
     items = torch.tensor([[0, 0, 0, 4, 8, 1]])
     base = model.encode(items)
     with torch.no_grad():
@@ -46,8 +37,8 @@ def test_padding_never_leaks_into_attention(loader):
     torch.testing.assert_close(model.encode(items)[0, 3:], base[0, 3:])
 
 
-def test_scores_read_the_history_given_in_time_order(loader):
-    ds = loader.dataset
+def test_scores_read_the_history_given_in_time_order(loo_loader):
+    ds = loo_loader.dataset
     model = model_for(ds)
     users = torch.arange(5)
     train_only = model.full_scores(users, ds.train[:5])
@@ -61,9 +52,9 @@ def test_scores_read_the_history_given_in_time_order(loader):
     torch.testing.assert_close(with_valid[0], h @ model.items.weight[1:].T)
 
 
-def test_full_softmax_option_trains(loader):
-    model = model_for(loader.dataset, negatives=0).train()
-    batch = next(iter(model.train_batches(loader)))
+def test_full_softmax_option_trains(loo_loader):
+    model = model_for(loo_loader.dataset, negatives=0).train()
+    batch = next(iter(model.train_batches(loo_loader)))
     assert "negatives" not in batch
     loss = model.loss(model(batch), 0)
     loss.backward()
