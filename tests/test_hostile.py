@@ -418,7 +418,16 @@ def test_wandb_that_cannot_reach_its_server_or_write_never_stops_the_run(
     writer.finish()
 
 
-def test_a_second_interrupt_during_a_save_waits_for_it(tmp_path):
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler for the test, even where the tests were started with SIGINT
+    ignored (a background job of a shell script), and the previous one back after it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_second_interrupt_during_a_save_waits_for_it(tmp_path, python_sigint):
     target = tmp_path / "checkpoint.pth"
 
     def slow_write(f):

@@ -77,7 +77,11 @@ def test_sweep_agent_style_arguments(tmp_path, tiny_data):
     assert result.returncode == 2 and "unrecognized argument: --bogus" in result.stderr
 
 
-@pytest.mark.parametrize("family", sorted(p.stem for p in (ROOT / "configs" / "wandb").glob("*.yaml")))
+WANDB_SWEEPS = sorted(p.stem for p in (ROOT / "configs" / "wandb_sweeps").glob("*.yaml"))
+assert WANDB_SWEEPS, "configs/wandb_sweeps/ holds no sweep file"  # an empty list would skip the test silently
+
+
+@pytest.mark.parametrize("family", WANDB_SWEEPS)
 def test_each_wandb_sweep_file_trains_every_config_it_names(tmp_path, tiny_data, family, monkeypatch):
     """What an agent would run: --config=<each model of the family> and every parameter as
     --<key>=<value> (here the range's low end); online for the agent's runs whatever the config says."""
@@ -85,7 +89,7 @@ def test_each_wandb_sweep_file_trains_every_config_it_names(tmp_path, tiny_data,
 
     from logger.wandb_writer import effective_mode
 
-    sweep = yaml.safe_load((ROOT / "configs" / "wandb" / f"{family}.yaml").read_text())
+    sweep = yaml.safe_load((ROOT / "configs" / "wandb_sweeps" / f"{family}.yaml").read_text())
     assert sweep["program"] == "train.py" and "${args}" in sweep["command"]
     parameters = dict(sweep["parameters"])
     configs = parameters.pop("config")["values"]
