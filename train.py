@@ -40,6 +40,8 @@ from utils.parse_config import ConfigParser, apply_override, parse_set_option, v
 from utils.runs import RunFolder, default_run_id, find_latest_checkpoint, run_folder_of
 from utils.util import keep_freed_memory, read_json, seed_everything, set_threads
 
+_UNTIL_EXIT = []  # objects whose teardown must not run before the process exits
+
 
 def build_arg_parser():
     parser = argparse.ArgumentParser(description="Train a recommender from a JSON config.")
@@ -256,6 +258,10 @@ def main(args):
         lr_scheduler = config.init_obj("lr_scheduler", LR_SCHEDULERS, optimizer)
     if world_size > 1 and params:  # gradients are all-reduced across ranks in backward
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # Never freed before the process ends (distributed.exit_process): freeing its reducer joins
+        # gloo's worker thread while holding the GIL, and a worker still freeing a finished
+        # collective waits for the GIL: a deadlock at the end of a finished run (seen under load).
+        _UNTIL_EXIT.append(model)
     trainer = config.init_obj(
         "trainer",
         TRAINERS,
