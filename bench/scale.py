@@ -119,10 +119,7 @@ def run_model(model_name, folder, threads, steps, device, queue):
         criterion = config.bind_loss("loss", LOSSES) if config.get("loss") is not None else model.loss
         optimizer = train.build_optimizer(config, model, params)
         trainer = Trainer(model, criterion, {}, optimizer, config, device, data_loader=data)
-        trainer.batches.set_epoch(1)
-        phases = model.phases()
-        batches = trainer._epoch_batches(phases)
-        n = len(trainer.batches) * (sum(p.passes for p in phases) if phases else 1)
+        batches, n = trainer.epoch_batches(1)
         model.train()
         for batch in islice(batches, 2):  # warm-up
             trainer._backward_and_step(trainer._loss(trainer._to_device(batch)))

@@ -136,6 +136,13 @@ def tiny_config(data_dir, save_dir, **changes):
     return config
 
 
+def shipped_config(name, data_dir):
+    """configs/<name>.json as a dict, reading the tiny data in `data_dir` (no download)."""
+    config = json.loads((ROOT / "configs" / f"{name}.json").read_text())
+    config["data_loader"]["args"].update(data_dir=str(data_dir), download=False)
+    return config
+
+
 def prepared(loader, split=None, test=None, valid=None, seed=2019, candidates="all", eval_batch_size=1024, **batches):
     """A data loader loaded and split as train.py does, with the given evaluation protocol and
     batch settings (batch_size, sampling). By default the shipped configs' protocol: random 0.2 /

@@ -1,11 +1,9 @@
 """BERT4Rec: the cloze batches built on SequenceBatches, attention both ways that never reads padding,
 [mask] appended at evaluation, exact resume."""
 
-import json
-
 import numpy as np
 import torch
-from conftest import ROOT, run, straight_and_resumed
+from conftest import run, shipped_config, straight_and_resumed
 
 from base.batching import MaskedSequenceBatches, SequenceBatches
 from model.bert4rec import BERT4Rec
@@ -65,8 +63,7 @@ def test_scores_are_the_mask_appended_after_the_history(loo_loader):
 
 
 def test_trains_resumes_exactly_and_exports(tmp_path, tiny_data):
-    config = json.loads((ROOT / "configs" / "bert4rec_ml100k.json").read_text())
-    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config = shipped_config("bert4rec_ml100k", tiny_data)
     config["batches"]["batch_size"] = 16
     config["arch"]["args"].update(embed_dim=8, max_len=10)
     config["trainer"]["eval_period"] = 1

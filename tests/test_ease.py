@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, one_line_error, read_jsonl, run, small_dataset, straight_and_resumed
+from conftest import one_line_error, read_jsonl, run, shipped_config, small_dataset, straight_and_resumed
 
 from model.ease import EASE
 
@@ -39,8 +39,7 @@ def test_scores_are_the_history_times_b():
 
 
 def test_trains_nothing_resumes_and_tests_with_the_fitted_b(tmp_path, tiny_data):
-    config = json.loads((ROOT / "configs" / "ease_ml100k.json").read_text())
-    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config = shipped_config("ease_ml100k", tiny_data)
     config["arch"]["args"]["l2"] = 50.0
     runs, straight, resumed = straight_and_resumed(tmp_path, config, epochs=2)
     assert straight["state_dict"]["B"].any()  # fitted once, before epoch 1; the resume loaded it, not refitted

@@ -1,12 +1,10 @@
 """EDLAE, ItemKNN and RP3beta: each closed form against its formula written out the slow way, on a
 small random data set (with an item nobody has and a user with nothing)."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, one_line_error, read_jsonl, run, small_dataset, straight_and_resumed
+from conftest import one_line_error, read_jsonl, run, shipped_config, small_dataset, straight_and_resumed
 
 from model.ease import EASE
 from model.edlae import EDLAE
@@ -88,8 +86,7 @@ def test_scores_are_the_history_times_b():
     ],
 )
 def test_each_config_fits_once_resumes_and_refuses_other_fitted_args(tmp_path, tiny_data, name, change, message):
-    config = json.loads((ROOT / "configs" / f"{name}_ml100k.json").read_text())
-    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config = shipped_config(f"{name}_ml100k", tiny_data)
     runs, straight, _ = straight_and_resumed(tmp_path, config, epochs=2)
     assert straight["state_dict"]["B"].any() and "loss" not in read_jsonl(runs / "straight" / "metrics.jsonl")[0]
     key = change.split("=")[0]

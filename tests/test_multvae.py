@@ -1,11 +1,10 @@
 """MultVAE: user-row batches, the annealed multinomial ELBO, and a step counter that survives resume."""
 
-import json
 import math
 
 import numpy as np
 import torch
-from conftest import ROOT, run, small_dataset, straight_and_resumed
+from conftest import run, shipped_config, small_dataset, straight_and_resumed
 
 from model.multvae import MultVAE
 
@@ -43,8 +42,7 @@ def test_scores_come_from_the_history_given():
 
 
 def test_every_user_once_an_epoch_and_resume_is_exact(tmp_path, tiny_data):
-    config = json.loads((ROOT / "configs" / "multvae_ml100k.json").read_text())
-    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config = shipped_config("multvae_ml100k", tiny_data)
     config["batches"]["batch_size"] = 16
     config["arch"]["args"].update(hidden=[16], latent=8, anneal_steps=5)
     runs, straight, resumed = straight_and_resumed(tmp_path, config)

@@ -1,10 +1,8 @@
 """NeuMF: a pointwise model on k sampled negatives per positive, with binary cross-entropy."""
 
-import json
-
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, read_jsonl, run, small_dataset, straight_and_resumed
+from conftest import read_jsonl, run, shipped_config, small_dataset, straight_and_resumed
 
 from model.loss.bce import bce_loss
 from model.neumf import NeuMF
@@ -38,8 +36,7 @@ def test_batches_have_k_negatives_and_the_loss_is_bce():
 
 
 def test_trains_resumes_exactly_and_exports(tmp_path, tiny_data):
-    config = json.loads((ROOT / "configs" / "pointwise_ml100k.json").read_text())
-    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config = shipped_config("pointwise_ml100k", tiny_data)
     config["batches"]["batch_size"] = 64
     config["arch"]["args"].update(embed_dim=8, mlp_layers=[16, 8])
     runs, _, _ = straight_and_resumed(tmp_path, config)

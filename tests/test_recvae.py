@@ -6,7 +6,15 @@ import math
 
 import numpy as np
 import torch
-from conftest import ROOT, data_of, one_line_error, run, small_dataset, straight_and_resumed, tiny_config
+from conftest import (
+    data_of,
+    one_line_error,
+    run,
+    shipped_config,
+    small_dataset,
+    straight_and_resumed,
+    tiny_config,
+)
 
 from model.recvae import PRIOR_WEIGHTS, WIDE_LOGVAR, RecVAE
 
@@ -80,8 +88,7 @@ def test_an_epoch_is_the_encoders_passes_then_the_decoders_each_stepping_its_own
 
 
 def test_resume_is_exact_and_a_scheduler_is_refused_with_phases(tmp_path, tiny_data):
-    config = json.loads((ROOT / "configs" / "recvae_ml100k.json").read_text())
-    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config = shipped_config("recvae_ml100k", tiny_data)
     config["batches"]["batch_size"] = 16
     config["arch"]["args"].update(hidden=16, latent=8)
     runs, straight, _ = straight_and_resumed(tmp_path, config)

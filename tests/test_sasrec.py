@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import torch
-from conftest import ROOT, run, straight_and_resumed
+from conftest import run, shipped_config, straight_and_resumed
 
 from model.sasrec import SASRec
 
@@ -62,8 +62,7 @@ def test_full_softmax_option_trains(loo_loader):
 
 
 def test_resume_is_exact_and_the_sampled_protocol_ranks_among_101(tmp_path, tiny_data):
-    config = json.loads((ROOT / "configs" / "sasrec_ml100k.json").read_text())
-    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config = shipped_config("sasrec_ml100k", tiny_data)
     config["batches"]["batch_size"] = 16
     config["arch"]["args"].update(embed_dim=8, max_len=10)
     config["trainer"]["eval_period"] = 1

@@ -120,10 +120,8 @@ class Trainer(BaseTrainer):
 
     def _train_batches(self, epoch):
         """Every batch of the epoch; returns the mean loss over the steps of every rank."""
-        self.batches.set_epoch(epoch)
-        phases = self.module.phases()
-        n = len(self.batches) * (sum(phase.passes for phase in phases) if phases else 1)
-        bar = Progress(self._epoch_batches(phases), n, f"epoch {epoch}", enabled=self.is_main, logger=self.logger)
+        batches, n = self.epoch_batches(epoch)
+        bar = Progress(batches, n, f"epoch {epoch}", enabled=self.is_main, logger=self.logger)
         total, steps, first = 0.0, 0, 0
         # [sum of the window's losses, how many of them were not finite], kept on the device: read
         # every sync_every steps (every step on the CPU, so a NaN never reaches the weights there).
@@ -139,9 +137,15 @@ class Trainer(BaseTrainer):
                 first = index + 1
         return total / steps if steps else 0.0
 
-    def _epoch_batches(self, phases):
-        """One pass over the batches; for a model that trains in phases, each phase's passes in turn,
-        its optimizer the one that steps (base/phases.py)."""
+    def epoch_batches(self, epoch):
+        """(the epoch's batches, how many): one pass over the model's batches; for a model that
+        trains in phases, each phase's passes in turn, its optimizer the one that steps (base/phases.py)."""
+        self.batches.set_epoch(epoch)
+        phases = self.module.phases()
+        n = len(self.batches) * (sum(phase.passes for phase in phases) if phases else 1)
+        return self._phase_batches(phases), n
+
+    def _phase_batches(self, phases):
         if not phases:
             yield from self.batches
             return
