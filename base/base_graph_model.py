@@ -20,17 +20,18 @@ class GraphModel(BaseModel):
     """A subclass builds `self.graph` (model/graph.py: SparseGraph) and implements `propagate()` ->
     (users (n_users, D), items (n_items, D)), their final representations, and `forward(batch)`.
 
-    impl: who computes the propagation. 'reference' is the model file's own plain-autograd code,
+    impl: who computes a training step. 'reference' is the model file's own plain-autograd code,
     the paper's equations line by line; 'fused' the CPU kernels of model/fast/ (same values and
-    gradients, tested); 'auto' takes the fused ones on the CPU and the reference code elsewhere
-    (the kernels are tuned for a CPU: they sync with the host to cut a batch's rows out of the
-    graph, and on a GPU the plain products are the ones its libraries optimise).
-    In eval mode one propagation serves every evaluation batch; it is recomputed after any
+    gradients, tested), which the model's forward() switches to in one place; 'auto' takes the
+    fused ones on the CPU and the reference code elsewhere (the kernels are tuned for a CPU: they
+    sync with the host to cut a batch's rows out of the graph, and on a GPU the plain products are
+    the ones its libraries optimise). Evaluation always propagates with the model's own code: in
+    eval mode one propagation serves every evaluation batch; it is recomputed after any
     train()/eval() switch or load_state_dict.
     """
 
     # Where the masks of both dropouts come from when set: tests put fixed masks here. Otherwise the
-    # reference path draws torch's Bernoulli masks and the fused one model/fast's (masks.py).
+    # reference code draws torch's Bernoulli masks and the kernels model/fast's (masks.py).
     mask_source = None
 
     def __init__(self, impl="auto"):

@@ -3,16 +3,15 @@
     E^(l) = L E^(l-1)   (eq. 3)        e = mean(E^(0), ..., E^(L))   (eq. 4)        ŷ(u, i) = e_uᵀ e_i   (eq. 5)
 
 with L = D^-1/2 A D^-1/2 (model/graph.py). Regularised on the layer-0 embeddings, as the
-authors' code. `impl` picks this file's plain autograd ('reference') or model/fast/lightgcn.py
-('fused': the same values and gradients, tested).
+authors' code. This file is plain autograd; `impl` 'fused' hands the training step's propagation
+to model/fast/lightgcn.py (the same values and gradients, tested), at one switch in forward().
 """
 
 import torch
 import torch.nn as nn
 
 from base.base_graph_model import GraphModel
-from model.fast.lightgcn import fused_mean_of_layers
-from model.fast.masks import keep_mask
+from model.fast import lightgcn as fast
 from model.graph import SparseGraph, normalized_adjacency
 from utils import checks
 
@@ -44,24 +43,20 @@ class LightGCN(GraphModel):
             total = total + E
         return total / (self.n_layers + 1)  # eq. 4
 
-    def final_embeddings(self, nodes=None):
-        """e at the rows `nodes`, (len(nodes), d), or every node's, (N, d), when None."""
-        if not self.fused:
-            e = self.mean_of_layers()
-            return e if nodes is None else torch.index_select(e, 0, nodes)
-        values = self.dropout(self.graph.values, self.edge_dropout, keep_mask)  # model/fast's masks
-        return fused_mean_of_layers(self.graph, self.embedding.weight, self.n_layers, values, nodes)
-
     def propagate(self):
         """(n_users, d), (n_items, d)."""
-        e = self.final_embeddings()
+        e = self.mean_of_layers()
         return e[: self.n_users], e[self.n_users :]
 
     def forward(self, batch):
         """BPR pairs {users, pos_items, neg_items}, each (B,) -> pos_scores (B,), neg_scores (B,), l2."""
         users = batch["users"]
         nodes = torch.cat([users, self.n_users + batch["pos_items"], self.n_users + batch["neg_items"]])  # (3B,)
-        u, p, n = self.final_embeddings(nodes).split(len(users))  # (B, d) each
+        if self.fused:  # the kernel computes the same rows (impl, base/base_graph_model.py)
+            e = fast.mean_at(self, nodes)
+        else:
+            e = torch.index_select(self.mean_of_layers(), 0, nodes)  # (3B, d)
+        u, p, n = e.split(len(users))  # (B, d) each
         return {
             "pos_scores": (u * p).sum(dim=1),  # eq. 5
             "neg_scores": (u * n).sum(dim=1),

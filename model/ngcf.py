@@ -12,8 +12,9 @@ Two dropouts: message dropout on each layer's output, and node dropout, which dr
 (edges, as both reference codes do) and rescales the rest by 1/(1 - p).
 
 The defaults follow the paper; the options below switch to what the authors' public code does
-instead (docs/ngcf.md). `impl` picks this file's plain autograd ('reference') or
-the CPU kernel of model/fast/ngcf.py ('fused': the same values and gradients, tested).
+instead (docs/ngcf.md). This file is plain autograd throughout; `impl` 'fused' hands the training
+step to the CPU kernel of model/fast/ngcf.py (the same values and gradients, tests/test_fast.py),
+at one switch in forward().
 """
 
 import torch
@@ -21,9 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from base.base_graph_model import GraphModel
-from model.fast.masks import keep_mask
-from model.fast.ngcf import fused_layers
-from model.fast.pairs import pair_scores
+from model.fast import ngcf as fast
 from model.graph import ADJACENCY_MODES, SparseGraph, normalized_adjacency
 from utils import checks
 
@@ -113,18 +112,6 @@ class NGCF(GraphModel):
             return "the fused kernel computes eq. 7 ('sum' activation) only"
         return super().fused_unavailable()
 
-    def layers_at(self, nodes=None):
-        """[E^(0), ..., E^(L)] at the rows `nodes` (each (len(nodes), d_l)), or whole when None."""
-        if not self.fused:
-            layers = self.embeddings()
-            return layers if nodes is None else [torch.index_select(layer, 0, nodes) for layer in layers]
-        draw = self.mask_source or keep_mask  # model/fast's masks
-        values = self.dropout(self.graph.values, self.node_dropout, draw)  # drawn first, as in embeddings()
-        p = self.message_dropout if self.training else 0.0
-        ego = self.embedding.weight
-        args = (self.graph, ego, self.w1, self.w2, self.adjacency, self.leaky_slope, p, values)
-        return fused_layers(*args, nodes=nodes, draw_mask=draw)
-
     def final_parts(self, layers):
         """The parts of e* (eq. 9): the layers, each L2-normalised first with normalize_layers."""
         if self.normalize_layers:
@@ -133,17 +120,17 @@ class NGCF(GraphModel):
 
     def propagate(self):
         """e* of every user and item: (n_users, D), (n_items, D), D = d0 + Σ d_l."""
-        e = torch.cat(self.final_parts(self.layers_at()), dim=1)  # e* = e^(0) || ... || e^(L) (eq. 9)
+        e = torch.cat(self.final_parts(self.embeddings()), dim=1)  # e* = e^(0) || ... || e^(L) (eq. 9)
         return e[: self.n_users], e[self.n_users :]
 
     def forward(self, batch):
         """BPR pairs {users, pos_items, neg_items}, each (B,) -> pos_scores (B,), neg_scores (B,), l2."""
         users, pos_items, neg_items = batch["users"], batch["pos_items"], batch["neg_items"]
         nodes = torch.cat([users, self.n_users + pos_items, self.n_users + neg_items])  # (3B,) rows of e*
-        parts = self.final_parts(self.layers_at(nodes))  # (3B, d_l) each
-        if self.fused:
-            pos_scores, neg_scores = pair_scores(len(users), parts)  # (B,) each, e* never concatenated
+        if self.fused:  # the kernel computes the same parts and scores (impl, base/base_graph_model.py)
+            parts, (pos_scores, neg_scores) = fast.bpr_step(self, nodes, len(users))
         else:
+            parts = self.final_parts([torch.index_select(layer, 0, nodes) for layer in self.embeddings()])  # (3B, d_l)
             u, p, n = torch.cat(parts, dim=1).split(len(users))  # e*: (B, D) each
             pos_scores, neg_scores = (u * p).sum(dim=1), (u * n).sum(dim=1)  # ŷ = e_u*ᵀ e_i* (eq. 10)
         regularised = parts[:1] if self.l2_on == "embedding" else parts  # the paper: e^(0) of the batch

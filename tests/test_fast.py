@@ -10,6 +10,8 @@ import pytest
 import torch
 from conftest import small_dataset
 
+from model.fast import lightgcn as fast_lightgcn
+from model.fast import ngcf as fast_ngcf
 from model.fast.masks import keep_mask, random_words
 from model.fast.ngcf import SumPropagation
 from model.fast.pairs import pair_scores
@@ -87,7 +89,10 @@ def test_fused_ngcf_equals_the_reference(adjacency, bias, dropout, which, layers
 
     def value_and_grads(model):
         model.mask_source = FixedMasks(masks, rows)
-        layers_out = model.layers_at(nodes)
+        if model.fused:
+            layers_out = fast_ngcf.layers_at(model, nodes)
+        else:  # the model's own code, whole, at the rows
+            layers_out = [layer if nodes is None else layer[nodes] for layer in model.embeddings()]
         loss = sum((layer * probe).sum() for layer, probe in zip(layers_out, probes))
         return [layer.detach() for layer in layers_out], torch.autograd.grad(loss, list(model.parameters()))
 
@@ -100,6 +105,40 @@ def test_fused_ngcf_equals_the_reference(adjacency, bias, dropout, which, layers
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=f"gradient of {name}")
     if dropout:
         assert (got_layers[1] == 0).any()  # the masks were applied
+
+
+@pytest.mark.parametrize("model_class", ["NGCF", "LightGCN"])
+def test_the_training_step_is_the_same_through_either_implementation(model_class):
+    """forward() on a BPR batch, the one place a graph model switches to its kernel: the same scores,
+    l2 and parameter gradients either way (NGCF with the public code's layer normalisation and l2)."""
+    ds = small_dataset(n_users=30, n_items=40)
+    batch = {"users": torch.tensor([0, 3, 3, 7]), "pos_items": torch.tensor([1, 5, 9, 9])}
+    batch["neg_items"] = torch.tensor([2, 2, 30, 39])
+    nodes = torch.cat([batch["users"], ds.n_users + batch["pos_items"], ds.n_users + batch["neg_items"]])
+    if model_class == "NGCF":
+        kwargs = dict(embed_dim=6, layers=[5, 4], normalize_layers=True, l2_on="final", node_dropout=0.3)
+        build = lambda impl: NGCF(ds, message_dropout=0.3, impl=impl, **kwargs)  # noqa: E731
+        dims = [5, 4]
+    else:
+        build = lambda impl: LightGCN(ds, embed_dim=6, n_layers=2, edge_dropout=0.3, impl=impl)  # noqa: E731
+        dims = []
+    torch.manual_seed(0)
+    reference, fused = build("reference").double().train(), build("fused").double().train()
+    fused.load_state_dict(reference.state_dict())
+    masks = masks_for(reference, dims, 0.3, seed=3)
+
+    def step(model):
+        model.mask_source = FixedMasks(masks, torch.unique(nodes))
+        out = model(batch)
+        loss = (out["pos_scores"] * torch.arange(1.0, 5.0)).sum() - out["neg_scores"].sum() + 0.1 * out["l2"]
+        return [out[k].detach() for k in ("pos_scores", "neg_scores", "l2")], torch.autograd.grad(
+            loss, list(model.parameters())
+        )
+
+    assert fused.fused and not reference.fused
+    (got, got_grads), (want, want_grads) = step(fused), step(reference)
+    for a, b in zip(got + list(got_grads), want + list(want_grads)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("which", ["few", "many", None])
@@ -128,7 +167,7 @@ def test_fused_whole_graph_outputs_are_freed():
     freed once dropped: nothing it keeps for the backward holds them."""
     ds = small_dataset()
     model = NGCF(ds, embed_dim=8, layers=[8, 8], impl="fused").train()
-    layers = model.layers_at(None)
+    layers = fast_ngcf.layers_at(model, None)
     assert layers[-1].requires_grad
     ref = weakref.ref(layers[-1])
     del layers
@@ -149,7 +188,11 @@ def test_fused_lightgcn_equals_the_reference(edge_dropout, which):
 
     def value_and_grad(model):
         model.mask_source = FixedMasks(masks)
-        final = model.final_embeddings(nodes)
+        if model.fused:
+            final = fast_lightgcn.mean_at(model, nodes)
+        else:
+            final = model.mean_of_layers()
+            final = final if nodes is None else final[nodes]
         (grad,) = torch.autograd.grad((final * probe).sum(), [model.embedding.weight])
         return final.detach(), grad
 

@@ -4,6 +4,7 @@ of model/lightgcn.py, chosen on the CPU."""
 
 import torch
 
+from model.fast.masks import keep_mask
 from model.fast.sparse import batch_rows, product, row_block, rows_product
 
 
@@ -24,3 +25,10 @@ def fused_mean_of_layers(graph, ego, n_layers, values=None, nodes=None):
             ego = product(graph, ego, values)  # E^(l) = L E^(l-1)
             total = total + at_nodes(ego)
     return total / (n_layers + 1)
+
+
+def mean_at(model, nodes):
+    """LightGCN's e (model/lightgcn.py) at the rows `nodes`, (len(nodes), d), edge dropout's mask
+    from masks.py (or the model's mask_source)."""
+    values = model.dropout(model.graph.values, model.edge_dropout, keep_mask)
+    return fused_mean_of_layers(model.graph, model.embedding.weight, model.n_layers, values, nodes)

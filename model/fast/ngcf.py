@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from model.fast.masks import keep_mask
+from model.fast.pairs import pair_scores
 from model.fast.sparse import batch_rows, matrices, row_block, spmm
 
 
@@ -129,17 +130,27 @@ class SumPropagation(torch.autograd.Function):
         return (None, g, None, None, None, None, None, None, *param_grads)
 
 
-def fused_layers(graph, ego, w1, w2, adjacency, slope, message_dropout, values, nodes=None, draw_mask=keep_mask):
-    """[E^(0), ..., E^(L)] of NGCF's eq. 7 ('sum' activation): at the rows `nodes` (3B,), each
-    (3B, d_l), or whole, each (N, d_l), when nodes is None. ego: E^(0) (N, d0); w1, w2: the
-    layers' nn.Linear modules; values: L's non-zeros after node dropout; message_dropout: p (0 in
-    evaluation); draw_mask(shape, p, device, dtype): a new keep mask each call, which the kernel
-    writes into (model/fast/masks.py)."""
+def layers_at(model, nodes=None):
+    """[E^(0), ..., E^(L)] of NGCF's eq. 7 ('sum' activation) for `model` (model/ngcf.py): at the
+    rows `nodes` (3B,), each (3B, d_l), or whole, each (N, d_l), when nodes is None. Its dropout
+    masks come from masks.py (or the model's mask_source), drawn in the order of model.embeddings()."""
+    draw = model.mask_source or keep_mask  # a new keep mask each call, which the kernel writes into
+    values = model.dropout(model.graph.values, model.node_dropout, draw)  # node dropout: L's non-zeros
+    p = model.message_dropout if model.training else 0.0
     # Message dropout's 1/(1-p) rides on the parameters: LeakyReLU(s z) = s LeakyReLU(z) for s > 0.
-    scale = 1.0 / (1.0 - message_dropout)
+    scale = 1.0 / (1.0 - p)
     params = []
-    for linear1, linear2 in zip(w1, w2):
+    for linear1, linear2 in zip(model.w1, model.w2):
         bias = None if linear1.bias is None else (linear1.bias + linear2.bias) * scale
         params += [torch.cat([linear1.weight, linear2.weight], dim=1) * scale, bias]
-    layers = SumPropagation.apply(nodes, ego, values, graph, adjacency, slope, message_dropout, draw_mask, *params)
+    ego = model.embedding.weight
+    args = (nodes, ego, values, model.graph, model.adjacency, model.leaky_slope, p, draw, *params)
+    layers = SumPropagation.apply(*args)
     return [ego, *layers] if nodes is None else list(layers)
+
+
+def bpr_step(model, nodes, batch_size):
+    """NGCF's training forward at a BPR batch's rows `nodes` = [users | positives | negatives]:
+    (the parts of e* at those rows, (pos_scores, neg_scores)), e* never concatenated."""
+    parts = model.final_parts(layers_at(model, nodes))  # (3B, d_l) each
+    return parts, pair_scores(batch_size, parts)
