@@ -114,6 +114,7 @@ def test_a_mode_and_a_count_stand_for_each_other_in_overrides(tmp_path, override
         (lambda c: c["wandb"].update(mode="loud"), "wandb.mode: expected one of online, offline, disabled"),
         (lambda c: c["trainer"].update(speed=3), r"trainer: unknown key\(s\) \['speed'\]"),
         (lambda c: c["trainer"].update(threads=0), "trainer.threads: expected an integer >= 1"),
+        (lambda c: c["trainer"].update(amp="bf16"), "trainer.amp is now trainer.args.amp"),
     ],
 )
 def test_invalid_configs(change, message):
@@ -153,9 +154,7 @@ def test_cli_errors_are_one_clear_line(tmp_path, tiny_data):
     config = tiny_config(tiny_data, tmp_path / "saved")
     good = write_config(tmp_path / "good.json", config)
     line = one_line_error(run("train.py", "-c", good, "--set", "trainer.epoch=3"))
-    assert (
-        "--set trainer.epoch: the config has no key 'trainer.epoch' (keys here: amp, args, early_stop, epochs" in line
-    )
+    assert "--set trainer.epoch: the config has no key 'trainer.epoch' (keys here: args, early_stop, epochs" in line
     line = one_line_error(run("train.py", "-c", good, "--set", "arch.args.depth=3"))
     assert "arch.args.depth" in line
     line = one_line_error(run("train.py", "-c", tmp_path / "missing.json"))
@@ -188,4 +187,8 @@ def test_trainer_args_reach_the_trainer_and_are_checked_first(tmp_path, tiny_dat
     config["trainer"]["args"] = {"sync_every": 0}
     line = one_line_error(run("train.py", "-c", write_config(tmp_path / "a.json", config)))
     assert "trainer.args.sync_every: expected 'auto' or a positive integer, got 0" in line
+    assert not (tmp_path / "saved").exists()
+    config["trainer"]["args"] = {"amp": "fp8"}
+    line = one_line_error(run("train.py", "-c", write_config(tmp_path / "a.json", config)))
+    assert 'trainer.args.amp: expected one of off, bf16, got "fp8"' in line
     assert not (tmp_path / "saved").exists()

@@ -193,7 +193,7 @@ def evaluation_loader(ds):
 
 
 def test_bf16_autocast_runs_the_dense_products_in_bf16_and_the_sparse_one_in_float32():
-    """What trainer.amp = bf16 does to NGCF's reference code (the one CUDA runs): W1 and W2 in bf16,
+    """What trainer.args.amp = bf16 does to NGCF's reference code (the one CUDA runs): W1 and W2 in bf16,
     L E in float32. Shown with the CPU's autocast, which casts nn.Linear as CUDA's does."""
     from model.ngcf import NGCF
 

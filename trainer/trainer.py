@@ -17,7 +17,11 @@ class Trainer(BaseTrainer):
     `_train_step`; validation on `valid_data_loader` every eval_period epochs. A model with no
     batches (closed-form, counting) is evaluated, never stepped.
 
-    sync_every (trainer.args): steps between reads of the loss on the host, which the NaN check
+    Its options are its constructor's keyword arguments, given in trainer.args (the one channel:
+    a new option is a new argument here).
+    amp: 'off' or 'bf16' (bf16 autocast, on CUDA only: on the CPU it is slower than float32 for
+    these shapes).
+    sync_every: steps between reads of the loss on the host, which the NaN check
     and the progress bar need; 'auto' reads every step on the CPU (where a read costs nothing, and
     a NaN stops the run before its optimizer step) and every 50 on an accelerator (where a read
     waits for the device to finish).
@@ -36,6 +40,7 @@ class Trainer(BaseTrainer):
         lr_scheduler=None,
         writer=None,
         checkpoint=None,
+        amp="off",
         sync_every="auto",
     ):
         self.data_loader, self.valid_data_loader = data_loader, valid_data_loader
@@ -49,11 +54,10 @@ class Trainer(BaseTrainer):
             checks.fail("trainer.args.sync_every", "'auto' or a positive integer", sync_every)
         device_type = getattr(device, "type", "cpu")
         self.sync_every = (1 if device_type == "cpu" else 50) if sync_every == "auto" else sync_every
-        amp = config["trainer"].get("amp", "off")
-        # bf16 autocast on CUDA only: on the CPU it is slower than float32 for these shapes.
+        checks.one_of("trainer.args.amp", amp, ("off", "bf16"))
         self.amp = amp == "bf16" and device_type == "cuda"
         if amp == "bf16" and not self.amp:
-            self.logger.info("trainer.amp = bf16 applies on CUDA only; training in float32 on " + device_type)
+            self.logger.info("trainer.args.amp = bf16 applies on CUDA only; training in float32 on " + device_type)
         self.pin = device_type == "cuda"  # page-locked batches copy to the GPU asynchronously
         self.trainable = len(self.batches) > 0
         if self.trainable and optimizer is None:

@@ -50,23 +50,23 @@ TRAINER_KEYS = {
     "eval_period",
     "monitor",
     "early_stop",
-    "amp",
     "threads",
     "args",
 }
 WANDB_MODES = ("online", "offline", "disabled")
-AMP_MODES = ("off", "bf16")
 METRIC_PATTERN = re.compile(r"^([a-z_][a-z0-9_]*)@([0-9]+)$")
-# Keys that moved out of data_loader.args when the evaluation protocol became its own section.
+# Keys that moved: out of data_loader.args when the evaluation protocol became its own section,
+# and trainer.amp into the trainer's constructor arguments, the one channel of trainer options.
 MOVED = {
-    "split": "evaluation.split",
-    "test_fraction": "evaluation.test",
-    "valid_fraction": "evaluation.valid",
-    "split_seed": "evaluation.seed",
-    "eval_negatives": 'evaluation.candidates ("all" for 0)',
-    "eval_batch_size": "evaluation.batch_size",
-    "batch_size": "batches.batch_size",
-    "sampling": "batches.sampling",
+    "data_loader.args.split": "evaluation.split",
+    "data_loader.args.test_fraction": "evaluation.test",
+    "data_loader.args.valid_fraction": "evaluation.valid",
+    "data_loader.args.split_seed": "evaluation.seed",
+    "data_loader.args.eval_negatives": 'evaluation.candidates ("all" for 0)',
+    "data_loader.args.eval_batch_size": "evaluation.batch_size",
+    "data_loader.args.batch_size": "batches.batch_size",
+    "data_loader.args.sampling": "batches.sampling",
+    "trainer.amp": "trainer.args.amp",
 }
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -174,12 +174,12 @@ def validate(config, for_training=True):
     if lr is not None:
         checks.number("optimizer.args.lr", lr, low=0, low_open=True)
     data_args = config["data_loader"].get("args", {})
-    moved = [key for key in data_args if key in MOVED]
-    if moved:
-        raise ConfigError(
-            f"data_loader.args.{moved[0]} is now {MOVED[moved[0]]}: the data loader reads the data, the "
-            "`evaluation` section holds the protocol and `batches` the training batches (see docs/config.md)"
-        )
+    for old, new in MOVED.items():
+        try:
+            _get(config, old)
+        except KeyError:
+            continue
+        raise ConfigError(f"{old} is now {new} (docs/config.md, 'Keys that moved')")
     for section in ("batches", "evaluation"):
         if not isinstance(config[section], dict):
             checks.fail(section, "an object", config[section])
@@ -199,7 +199,6 @@ def validate(config, for_training=True):
             checks.integer(f"trainer.{key}", trainer[key], low=low)
     if not (isinstance(trainer["save_dir"], str) and trainer["save_dir"].strip()):
         checks.fail("trainer.save_dir", "a folder path (a non-empty string)", trainer["save_dir"])
-    checks.one_of("trainer.amp", trainer.get("amp", "off"), AMP_MODES)
     threads = trainer.get("threads", "auto")
     if threads != "auto":
         checks.positive_int("trainer.threads", threads)
