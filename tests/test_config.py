@@ -192,3 +192,15 @@ def test_trainer_args_reach_the_trainer_and_are_checked_first(tmp_path, tiny_dat
     line = one_line_error(run("train.py", "-c", write_config(tmp_path / "a.json", config)))
     assert 'trainer.args.amp: expected one of off, bf16, got "fp8"' in line
     assert not (tmp_path / "saved").exists()
+
+
+def test_a_checkpoint_saved_before_a_key_was_renamed_is_read_with_the_new_name():
+    """A checkpoint's saved config still has trainer.amp (written before the move): test.py and -r
+    read it as trainer.args.amp, where a config file with the old key is refused."""
+    saved = load_default_config()
+    saved["trainer"]["amp"] = saved["trainer"]["args"].pop("amp")
+    config = ConfigParser.from_args(args(resume="old.pth"), checkpoint_config=saved, for_training=False)
+    assert config["trainer"]["args"]["amp"] == "off" and "amp" not in config["trainer"]
+    assert "amp" in saved["trainer"]  # the checkpoint's own dict is left as it was
+    with pytest.raises(ConfigError, match="trainer.amp is now trainer.args.amp"):
+        validate(saved)

@@ -9,10 +9,11 @@ config looks like is written in utils/validation.py.
 import copy
 import inspect
 import json
+import logging
 
 from utils.errors import ConfigError
 from utils.util import read_json
-from utils.validation import parse_metric_name, safe_name, validate
+from utils.validation import MOVED, migrate_renamed, parse_metric_name, safe_name, validate
 
 __all__ = ["ConfigParser", "apply_override", "parse_metric_name", "parse_set_option", "validate"]
 
@@ -132,6 +133,8 @@ class ConfigParser:
         elif checkpoint_config is not None:
             config = copy.deepcopy(checkpoint_config)
             origin = f"{args.resume} (its saved config)"
+            for old in migrate_renamed(config):
+                logging.getLogger("config").info(f"{origin}: {old} is read as {MOVED[old]}")
         else:
             raise ConfigError("no config: give -c CONFIG.json, or -r CHECKPOINT to resume")
         if not isinstance(config, dict):

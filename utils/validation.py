@@ -68,6 +68,28 @@ MOVED = {
     "data_loader.args.sampling": "batches.sampling",
     "trainer.amp": "trainer.args.amp",
 }
+# The moves that are plain renames: a checkpoint's saved config is read with them applied, so that
+# test.py and -r still take checkpoints written before the move.
+RENAMED = ("trainer.amp",)
+
+
+def migrate_renamed(config):
+    """Move RENAMED keys of `config` (a checkpoint's saved config) to their MOVED place, in place;
+    returns the old keys found."""
+    found = []
+    for old in RENAMED:
+        section, key = old.split(".")
+        if isinstance(config.get(section), dict) and key in config[section]:
+            value = config[section].pop(key)
+            *parents, last = MOVED[old].split(".")
+            target = config
+            for part in parents:
+                target = target.setdefault(part, {})
+            target.setdefault(last, value)
+            found.append(old)
+    return found
+
+
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
