@@ -205,7 +205,6 @@ def main(args):
     args.epochs, args.epochs_from = epochs_option(args.epochs)
     checkpoint = locate_checkpoint(args)
     config = ConfigParser.from_args(args, checkpoint_config=checkpoint["config"] if checkpoint else None)
-    config.fine_tune = checkpoint is not None and args.config is not None  # the new config's optimizer settings
     resolve_device(args.device)  # only to reject a missing device now; each rank resolves its own below
     check_names(config)
     run, continuing, branch_note = plan_run(config, args, checkpoint)
@@ -274,8 +273,9 @@ def main(args):
         data_loader=data,
         valid_data_loader=valid,
         lr_scheduler=lr_scheduler,
-        checkpoint=checkpoint,
     )
+    if checkpoint is not None:  # -c beside -r: fine-tuning, with the new config's optimizer settings
+        trainer.load_state_dict(checkpoint, args.resume, fine_tune=args.config is not None)
 
     # Act: the run folder (created exclusively, locked), its config, the log file and tracking.
     finished = False

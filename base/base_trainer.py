@@ -3,8 +3,6 @@
 Knows nothing about recommendation: a subclass implements `_train_epoch(epoch) -> dict`.
 """
 
-import copy
-import json
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -12,10 +10,10 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
+from base.checkpointer import Checkpointer
 from utils import distributed
-from utils.checkpoint import load_weights, rng_state, save_checkpoint, set_rng_state
+from utils.checkpoint import load_weights, rng_state, set_rng_state
 from utils.errors import CheckpointError, RunFolderError
-from utils.files import append_line, read_jsonl, write_atomic
 from utils.validation import parse_monitor
 
 
@@ -32,9 +30,7 @@ class BaseTrainer(ABC):
     `self.step` counts optimizer steps over the whole run (resumed with the checkpoint).
     """
 
-    def __init__(
-        self, model, criterion, metric_ftns, optimizer, config, device, lr_scheduler=None, writer=None, checkpoint=None
-    ):
+    def __init__(self, model, criterion, metric_ftns, optimizer, config, device, lr_scheduler=None, writer=None):
         self.config = config
         self.logger = logging.getLogger("trainer")
         # model may be wrapped in DistributedDataParallel; `module` is the model itself.
@@ -52,15 +48,10 @@ class BaseTrainer(ABC):
         self.best_epoch = 0
         self.start_epoch = 1
         self.step = 0
-        self.run = None  # the run folder (utils/runs.py: RunFolder), given by set_output once it exists
-        self.saved_epochs = []
+        self.checkpointer = None  # base/checkpointer.py, given by set_output once the run folder exists
         self.resumed_from = None  # the checkpoint's epoch when this run continues one
-        self._saved_any = False  # whether this run has saved a checkpoint or a metrics line
-        self.saved_note = "nothing of this run could be saved"
         if self.monitor_mode == "off":
             self.logger.info("trainer.monitor is off: no model selection; model_best.pth will be the last epoch")
-        if checkpoint is not None:
-            self.resume(checkpoint, config.resume)
 
     @abstractmethod
     def _train_epoch(self, epoch):
@@ -75,16 +66,19 @@ class BaseTrainer(ABC):
 
     def set_output(self, run, writer=None, continuing=False):
         """Where checkpoints and metrics go (`run`, the RunFolder, now created) and the experiment
-        writer. continuing: the folder is the resumed checkpoint's own; its history after the
-        checkpoint's epoch is cut, and its earlier epoch checkpoints count towards keep_last."""
-        self.run, self.writer = run, writer
-        if continuing and self.resumed_from is not None:
-            self._truncate_metrics(self.resumed_from)
-            self.saved_epochs = [epoch for epoch in run.epoch_checkpoints() if epoch <= self.resumed_from]
+        writer. continuing: the folder is the resumed checkpoint's own (base/checkpointer.py)."""
+        self.writer = writer
+        continuing_from = self.resumed_from if continuing else None
+        self.checkpointer = Checkpointer(run, self.keep_last, self.is_main, self.logger, continuing_from)
+
+    @property
+    def saved_note(self):
+        """What a failure message says was kept."""
+        return "nothing of this run could be saved" if self.checkpointer is None else self.checkpointer.note
 
     def saved_anything(self):
         """Whether this run has written a checkpoint or a line of metrics (else its folder is empty)."""
-        return self._saved_any
+        return self.checkpointer is not None and self.checkpointer.saved_any
 
     def is_eval_epoch(self, epoch):
         return epoch % self.eval_period == 0 or epoch == self.epochs
@@ -96,22 +90,19 @@ class BaseTrainer(ABC):
 
     def train(self):
         """The full loop. Returns the list of per-epoch logs of this call."""
-        if self.run is None:
+        if self.checkpointer is None:
             raise RunFolderError("the trainer has no run folder: call set_output(run_dir) before train()")
         history = []
         epoch = self.start_epoch - 1
-        # The state at the end of the last finished epoch, kept so that an interrupt can save it:
-        # resuming from it is exactly as if the run had not been interrupted.
-        self._last_finished = None
         try:
             for epoch in range(self.start_epoch, self.epochs + 1):
                 if self._run_epoch(epoch, history):
                     break
         except KeyboardInterrupt:
-            self._save_on_interrupt(epoch)
+            self.checkpointer.save_interrupted(epoch)
             raise
         except (OSError, CheckpointError) as e:  # a full disk or a vanished folder: keep what can be kept
-            self._save_on_failure(f"Writing failed ({e})")
+            self.checkpointer.save_after_failure(f"Writing failed ({e})")
             if isinstance(e, CheckpointError):
                 raise CheckpointError(f"{e}; {self.saved_note}") from None
             raise
@@ -119,10 +110,10 @@ class BaseTrainer(ABC):
             if not distributed.lost_peer(e):
                 raise
             cause = f"another process of the run stopped ({distributed.short_message(e)})"
-            self._save_on_failure(cause)
+            self.checkpointer.save_after_failure(cause)
             raise TrainingError(f"{cause}; {self.saved_note}" if self.is_main else cause) from None
         if self.monitor_mode == "off" and epoch >= self.start_epoch:
-            self._save_checkpoint(epoch, best=True)
+            self.checkpointer.save(self.state_dict(epoch), epoch, best=True)
         return history
 
     def _run_epoch(self, epoch, history):
@@ -146,17 +137,10 @@ class BaseTrainer(ABC):
             and self.monitor_metric in log
             and epoch - self.best_epoch >= self.early_stop
         )
-        # Kept in memory before anything is written: if a write fails, this epoch can still be saved.
-        self._last_finished = copy.deepcopy(self._state(epoch))
-        if any(k.startswith("val_") for k in log) or self.monitor_metric == "loss":
-            self._append_metrics(log)
-        saved = epoch % self.save_period == 0 or epoch == self.epochs or stop
-        if saved:
-            self._save_checkpoint(epoch)
-        if improved:
-            self._save_checkpoint(epoch, best=True)
-        if saved:
-            self._last_finished = None
+        recorded = any(k.startswith("val_") for k in log) or self.monitor_metric == "loss"
+        periodic = epoch % self.save_period == 0 or epoch == self.epochs or stop
+        state = self.state_dict(epoch)  # on every rank: it gathers the ranks' random states
+        self.checkpointer.end_of_epoch(epoch, state, log if recorded else None, periodic, improved)
         if stop:
             self.logger.info(
                 f"No improvement of {self.monitor_metric} for {epoch - self.best_epoch} epochs "
@@ -164,41 +148,8 @@ class BaseTrainer(ABC):
             )
         return stop
 
-    def _save_on_interrupt(self, epoch):
-        """Ctrl-C or SIGTERM during `epoch`: that epoch is abandoned; the last finished one is saved."""
-        finished = self._last_finished["epoch"] if self._last_finished is not None else epoch - 1
-        path = self.run.checkpoint(finished)
-        if not self.is_main:
-            return
-        if self._last_finished is not None:
-            save_checkpoint(self._last_finished, path)
-            self._saved_any = True
-        elif not path.is_file():
-            self.logger.info(f"Interrupted during epoch {epoch}; no epoch has finished, nothing to save.")
-            return
-        self.logger.info(
-            f"Interrupted during epoch {epoch}; epoch {finished} is saved. Resume with:\n    python train.py -r {path}"
-        )
-
-    def _save_on_failure(self, cause):
-        """A write failed (a full disk) or another process stopped: try to save the last finished epoch."""
-        if not self.is_main or self._last_finished is None:
-            return
-        path = self.run.checkpoint(self._last_finished["epoch"])
-        try:
-            save_checkpoint(self._last_finished, path)
-            self._saved_any = True
-            self.saved_note = f"epoch {self._last_finished['epoch']} is saved; resume with: python train.py -r {path}"
-            self.logger.error(f"{cause}; epoch {self._last_finished['epoch']} is saved in {path}")
-        except (OSError, CheckpointError) as again:
-            self.logger.error(f"{cause} and epoch {self._last_finished['epoch']} could not be saved ({again})")
-
-    def _append_metrics(self, log):
-        if self.is_main:
-            append_line(self.run.metrics, json.dumps(log))
-            self._saved_any = True
-
-    def _state(self, epoch):
+    def state_dict(self, epoch):
+        """Everything a checkpoint holds to continue after `epoch` exactly; the tensors are the live ones."""
         return {
             "arch": type(self.module).__name__,
             "epoch": epoch,
@@ -213,24 +164,6 @@ class BaseTrainer(ABC):
             "wandb_run_id": None if self.writer is None else self.writer.run_id,
             **self._extra_state(),
         }
-
-    def _save_checkpoint(self, epoch, best=False):
-        state = self._state(epoch)  # on every rank: it gathers the ranks' random states
-        if not self.is_main:
-            return
-        self._saved_any = True
-        if best:
-            path = self.run.best
-            save_checkpoint(state, path)
-            self.logger.info(f"Saving current best: {path}")
-            return
-        path = self.run.checkpoint(epoch)
-        save_checkpoint(state, path)
-        self.logger.info(f"Saving checkpoint: {path}")
-        self.saved_epochs.append(epoch)
-        while self.keep_last and len(self.saved_epochs) > self.keep_last:
-            old = self.saved_epochs.pop(0)
-            self.run.checkpoint(old).unlink(missing_ok=True)
 
     def _check_optimizer_shapes(self, path):
         """Refuse a loaded optimizer state whose per-parameter tensors do not have their parameter's
@@ -247,8 +180,10 @@ class BaseTrainer(ABC):
                             f"has shape {tuple(value.shape)}, the parameter {tuple(param.shape)}"
                         )
 
-    def resume(self, checkpoint, path):
-        """Load a checkpoint's state into the model, optimizer, scheduler, counters and generators.
+    def load_state_dict(self, checkpoint, path, fine_tune=False):
+        """Resume: load a checkpoint's state (read from `path`) into the model, optimizer, scheduler,
+        counters and generators; called after construction, before set_output. fine_tune (-c beside
+        -r): the optimizer keeps its configured settings (lr and the rest), only its state is loaded.
         Reads only: nothing is written, so a checkpoint that does not fit leaves every file as it was."""
         self.logger.info(f"Resuming from checkpoint: {path} ...")
         load_weights(self.module, checkpoint, path)
@@ -259,7 +194,7 @@ class BaseTrainer(ABC):
             except (ValueError, KeyError, TypeError) as e:
                 raise CheckpointError(f"{path}: the optimizer state does not fit optimizer.type ({e})") from None
             self._check_optimizer_shapes(path)
-            if getattr(self.config, "fine_tune", False):  # -c beside -r: the new config's lr and the rest
+            if fine_tune:
                 for group, settings in zip(self.optimizer.param_groups, configured):
                     group.update(settings)
         if self.lr_scheduler is not None and checkpoint.get("lr_scheduler") is not None:
@@ -308,10 +243,3 @@ class BaseTrainer(ABC):
         torch.manual_seed(derived)
         np.random.seed(derived % 2**32)
         __import__("random").seed(derived)
-
-    def _truncate_metrics(self, last_epoch):
-        """Forget figures of epochs after the checkpoint, so the history reads as one straight run."""
-        if not self.is_main or not self.run.metrics.is_file():
-            return
-        kept = [record for record in read_jsonl(self.run.metrics) if record.get("epoch", 0) <= last_epoch]
-        write_atomic(self.run.metrics, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept)), binary=False)

@@ -234,11 +234,11 @@ def test_a_damaged_cache_is_removed_and_rebuilt(tmp_path, tiny_data, damage, cap
 
 
 def test_a_full_disk_while_writing_metrics_saves_the_epoch_and_says_so(setup, monkeypatch):
-    import base.base_trainer as base_trainer
+    import base.checkpointer as checkpointer
 
     config, path, runs = setup
     calls = {"n": 0}
-    original = base_trainer.append_line
+    original = checkpointer.append_line
 
     def full_after_one(path, line):
         calls["n"] += 1
@@ -248,7 +248,7 @@ def test_a_full_disk_while_writing_metrics_saves_the_epoch_and_says_so(setup, mo
             raise OSError(errno.ENOSPC, "No space left on device")
         original(path, line)
 
-    monkeypatch.setattr(base_trainer, "append_line", full_after_one)
+    monkeypatch.setattr(checkpointer, "append_line", full_after_one)
     line = one_line_error(run("train.py", "-c", path, "--run-id", "full", "--set", "trainer.save_period=5"))
     assert "No space left on device" in line and "epoch 2 is saved; resume with" in line
     assert load_checkpoint(runs / "full" / "checkpoint-epoch2.pth")["epoch"] == 2

@@ -75,11 +75,11 @@ def test_a_data_dir_that_is_not_there_is_not_created(tmp_path):
 
 
 def test_the_last_line_of_info_log_is_the_error(tmp_path, tiny_data, monkeypatch):
-    import base.base_trainer as base_trainer
+    import base.checkpointer as checkpointer
 
     config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=3)
     calls = {"n": 0}
-    original = base_trainer.append_line
+    original = checkpointer.append_line
 
     def full_at_the_second(path, line):
         calls["n"] += 1
@@ -87,7 +87,7 @@ def test_the_last_line_of_info_log_is_the_error(tmp_path, tiny_data, monkeypatch
             raise OSError(28, "No space left on device")
         original(path, line)
 
-    monkeypatch.setattr(base_trainer, "append_line", full_at_the_second)
+    monkeypatch.setattr(checkpointer, "append_line", full_at_the_second)
     result = run("train.py", "-c", write_config(tmp_path / "c.json", config), "--run-id", "l")
     assert result.returncode == 2
     log = (tmp_path / "saved" / "log" / config["name"] / "l" / "info.log").read_text().splitlines()

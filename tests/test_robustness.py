@@ -250,3 +250,39 @@ def test_a_failing_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         checkpoint.save_checkpoint({"arch": "X", "epoch": 2, "state_dict": {}, "config": {}}, target)
     assert load_checkpoint(target)["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model_best.pth"]
+
+
+def test_the_checkpointer_saves_the_last_finished_epoch_copying_only_what_is_not_on_disk(tmp_path, monkeypatch):
+    """An interrupt saves the last finished epoch as checkpoint-epoch<N>.pth: from its checkpoint when
+    written, from model_best.pth when only that was, and from a copy held in memory only when neither
+    was; the live tensors the next epoch changes never reach the file."""
+    import logging
+
+    import base.checkpointer as checkpointer
+
+    run = RunFolder(tmp_path, "t", "r")
+    run.path.mkdir(parents=True)
+    saver = checkpointer.Checkpointer(run, logger=logging.getLogger("t"))
+    weights = torch.zeros(3)
+    copies, deepcopy = [], checkpointer.copy.deepcopy
+    counting = __import__("types").SimpleNamespace(deepcopy=lambda x: copies.append(x["epoch"]) or deepcopy(x))
+    monkeypatch.setattr(checkpointer, "copy", counting)
+
+    def state(epoch):
+        return {"arch": "X", "epoch": epoch, "state_dict": {"w": weights}, "config": {}}
+
+    def interrupted_in(epoch):
+        weights.add_(100.0)  # the abandoned epoch's steps change the live tensors
+        saver.save_interrupted(epoch)
+        return load_checkpoint(run.checkpoint(epoch - 1))["state_dict"]["w"]
+
+    weights.fill_(1.0)
+    saver.end_of_epoch(1, state(1), {"epoch": 1}, periodic=True, best=False)
+    assert interrupted_in(2).tolist() == [1.0] * 3 and copies == []  # already on disk: nothing copied
+    weights.fill_(2.0)
+    saver.end_of_epoch(2, state(2), {"epoch": 2}, periodic=False, best=True)
+    assert interrupted_in(3).tolist() == [2.0] * 3 and copies == []  # copied from model_best.pth
+    weights.fill_(3.0)
+    saver.end_of_epoch(3, state(3), None, periodic=False, best=False)
+    assert interrupted_in(4).tolist() == [3.0] * 3 and copies == [3]  # the one copy, of an unwritten epoch
+    assert [r["epoch"] for r in __import__("conftest").read_jsonl(run.metrics)] == [1, 2]

@@ -39,15 +39,13 @@ class Trainer(BaseTrainer):
         valid_data_loader=None,
         lr_scheduler=None,
         writer=None,
-        checkpoint=None,
         amp="off",
         sync_every="auto",
     ):
+        super().__init__(model, criterion, metric_ftns, optimizer, config, device, lr_scheduler, writer)
         self.data_loader, self.valid_data_loader = data_loader, valid_data_loader
         self.data_fingerprint = data_loader.fingerprint() if data_loader is not None else None
-        module = getattr(model, "module", model)
-        self.batches = module.train_batches(data_loader) if data_loader is not None else ()
-        super().__init__(model, criterion, metric_ftns, optimizer, config, device, lr_scheduler, writer, checkpoint)
+        self.batches = self.module.train_batches(data_loader) if data_loader is not None else ()
         if valid_data_loader is None:
             self.disable_monitor("Nothing is held out for validation")
         if sync_every != "auto" and not (checks.is_int(sync_every) and sync_every >= 1):
@@ -62,11 +60,11 @@ class Trainer(BaseTrainer):
         self.trainable = len(self.batches) > 0
         if self.trainable and optimizer is None:
             raise ConfigError(
-                f"optimizer: {type(module).__name__} trains on batches and needs an optimizer "
+                f"optimizer: {type(self.module).__name__} trains on batches and needs an optimizer "
                 '(e.g. "optimizer": {"type": "Adam", "args": {"lr": 0.001}})'
             )
         if self.trainable and criterion is None:
-            raise ConfigError(f"loss: {type(module).__name__} trains on batches and needs a loss")
+            raise ConfigError(f"loss: {type(self.module).__name__} trains on batches and needs a loss")
 
     def _to_device(self, batch):
         if not isinstance(batch, dict):
