@@ -107,20 +107,6 @@ def epochs_option(values):
     return load_checkpoint(best)["epoch"], best
 
 
-def check_names(config):
-    """Every name and argument in the config exists, checked before anything is read or built."""
-    for registry in (MODELS, DATA_LOADERS, TRAINERS, LOSSES, METRICS):
-        registry.check()
-    check_data_config(config)
-    config.check_obj("arch", MODELS, dataset=None)
-    if config.get("loss") is not None:
-        config.check_obj("loss", LOSSES, None, None)
-    check_optimizer_and_scheduler(config)
-    config.check_obj("trainer", TRAINERS, *[None] * 4, config=config, device=None, data_loader=None)
-    parse_metrics(config["metrics"], METRICS)
-    check_wandb(config["wandb"]["mode"])
-
-
 def locate_checkpoint(args):
     """The checkpoint given with -r (resolving 'latest'), read and checked, or None."""
     if args.resume is None:
@@ -183,17 +169,58 @@ def changes_data(args):
     return any(s.startswith(("data_loader.", "evaluation.")) for s in args.set or [])
 
 
-def build_model(config, data, device, checkpoint, logger):
-    """The model on its device: its memory estimated first, fitted in closed form unless resuming."""
-    check_model_memory(config, MODELS, data.dataset, device)
-    model = config.init_obj("arch", MODELS, dataset=data.dataset)
-    if checkpoint is None:
-        model.fit(data.dataset)  # closed-form models fit here, once; a resume loads the fitted state
-    model = model.to(device)
-    note = model.on_device(device)
-    if note:
-        logger.info(note)
-    return model
+def build(config, data=None, device=None, fit=True, logger=None):
+    """The run's model, loss, metrics, optimizer, lr scheduler and trainer: the one place each is
+    made from the config, in this order. Without `data` it is the dry run main() starts with: the
+    same steps check each section's class and arguments (the optimizer and scheduler on a stand-in
+    parameter) and build nothing, so a wrong name or argument is one line before any data is read.
+    fit: fit a closed-form model now (not when a checkpoint will load its fitted state)."""
+    dry = data is None
+    if dry:
+        for registry in (MODELS, DATA_LOADERS, TRAINERS, LOSSES, METRICS):
+            registry.check()
+        check_data_config(config)
+        model = config.check_obj("arch", MODELS, dataset=None)
+    else:
+        check_model_memory(config, MODELS, data.dataset, device)
+        model = config.init_obj("arch", MODELS, dataset=data.dataset)
+        if fit:
+            model.fit(data.dataset)  # closed-form models fit here, once; a resume loads the fitted state
+        model = model.to(device)
+        note = model.on_device(device)
+        if note:
+            logger.info(note)
+        logger.info(model)
+    criterion = None
+    if config.get("loss") is not None:
+        criterion = config.check_obj("loss", LOSSES, None, None) if dry else config.bind_loss("loss", LOSSES)
+    elif not dry and model.has_own_loss():
+        criterion = model.loss
+    metrics = parse_metrics(config["metrics"], METRICS)
+    params = None if dry else [p for p in model.parameters() if p.requires_grad]
+    if dry:
+        check_optimizer_and_scheduler(config)
+        check_wandb(config["wandb"]["mode"])
+        optimizer = lr_scheduler = None
+    else:
+        optimizer = build_optimizer(config, model, params)
+        lr_scheduler = None
+        if optimizer is not None and config.get("lr_scheduler") is not None:
+            lr_scheduler = config.init_obj("lr_scheduler", LR_SCHEDULERS, optimizer)
+    world_size = distributed.world_size()
+    if params and world_size > 1:  # gradients are all-reduced across ranks in backward
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # Never freed before the process ends (distributed.exit_process): freeing its reducer joins
+        # gloo's worker thread while holding the GIL, and a worker still freeing a finished
+        # collective waits for the GIL: a deadlock at the end of a finished run (seen under load).
+        _UNTIL_EXIT.append(model)
+    valid = None if dry else data.evaluation("valid")
+    if valid is not None and world_size > 1:
+        valid = valid.shard(distributed.rank(), world_size)  # each rank: its share of the evaluation users
+    make = config.check_obj if dry else config.init_obj
+    parts = (model, criterion, metrics, optimizer)
+    options = dict(config=config, device=device, data_loader=data, valid_data_loader=valid, lr_scheduler=lr_scheduler)
+    return make("trainer", TRAINERS, *parts, **options)
 
 
 def main(args):
@@ -206,8 +233,10 @@ def main(args):
     checkpoint = locate_checkpoint(args)
     config = ConfigParser.from_args(args, checkpoint_config=checkpoint["config"] if checkpoint else None)
     resolve_device(args.device)  # only to reject a missing device now; each rank resolves its own below
-    check_names(config)
+    build(config)  # the dry run
     run, continuing, branch_note = plan_run(config, args, checkpoint)
+    if checkpoint is not None and not continuing:  # a new run that starts from another's checkpoint
+        config.config["_parent"] = {"checkpoint": str(args.resume), "epoch": checkpoint["epoch"]}
     if checkpoint is not None and config["trainer"]["epochs"] <= checkpoint["epoch"]:
         raise ConfigError(
             f"trainer.epochs: {args.resume} is at epoch {checkpoint['epoch']} and trainer.epochs is "
@@ -238,42 +267,9 @@ def main(args):
     logger.info(f"Data: {data.dataset.summary()}; evaluation: {data.protocol.describe()}")
     if checkpoint is not None:
         check_data(checkpoint, data.fingerprint(), args.resume, changes_data(args), logger)
-    valid = data.evaluation("valid")
-    if world_size > 1:  # each rank: its own batches, its share of the evaluation users
+    if world_size > 1:  # each rank: its own batches
         data.distribute(rank, world_size, config["seed"])
-        valid = valid.shard(rank, world_size) if valid is not None else None
-    model = build_model(config, data, device, checkpoint, logger)
-    logger.info(model)
-    criterion = None
-    if config.get("loss") is not None:
-        criterion = config.bind_loss("loss", LOSSES)
-    elif model.has_own_loss():
-        criterion = model.loss
-    metrics = parse_metrics(config["metrics"], METRICS)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(config, model, params)
-    lr_scheduler = None
-    if optimizer is not None and config.get("lr_scheduler") is not None:
-        lr_scheduler = config.init_obj("lr_scheduler", LR_SCHEDULERS, optimizer)
-    if world_size > 1 and params:  # gradients are all-reduced across ranks in backward
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        # Never freed before the process ends (distributed.exit_process): freeing its reducer joins
-        # gloo's worker thread while holding the GIL, and a worker still freeing a finished
-        # collective waits for the GIL: a deadlock at the end of a finished run (seen under load).
-        _UNTIL_EXIT.append(model)
-    trainer = config.init_obj(
-        "trainer",
-        TRAINERS,
-        model,
-        criterion,
-        metrics,
-        optimizer,
-        config=config,
-        device=device,
-        data_loader=data,
-        valid_data_loader=valid,
-        lr_scheduler=lr_scheduler,
-    )
+    trainer = build(config, data, device, fit=checkpoint is None, logger=logger)
     if checkpoint is not None:  # -c beside -r: fine-tuning, with the new config's optimizer settings
         trainer.load_state_dict(checkpoint, args.resume, fine_tune=args.config is not None)
 
@@ -282,11 +278,7 @@ def main(args):
     try:
         if rank == 0:
             run.reopen() if continuing else run.create(fixed_id=args.run_id is not None)
-            resolved = dict(config.config)
-            if checkpoint is not None and not continuing:  # a new run that starts from another's checkpoint
-                resolved["_parent"] = {"checkpoint": str(args.resume), "epoch": checkpoint["epoch"]}
-                config.config = resolved
-            write_json(resolved, run.config)
+            write_json(config.config, run.config)
             attach_log_file(run.log_dir)
         logger.info(f"Run folder: {run.path}")
         wandb_cfg = config["wandb"]

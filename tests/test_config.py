@@ -204,3 +204,12 @@ def test_a_checkpoint_saved_before_a_key_was_renamed_is_read_with_the_new_name()
     assert "amp" in saved["trainer"]  # the checkpoint's own dict is left as it was
     with pytest.raises(ConfigError, match="trainer.amp is now trainer.args.amp"):
         validate(saved)
+
+
+def test_a_config_is_validated_once(monkeypatch):
+    import utils.parse_config as parse_config
+
+    calls = []
+    monkeypatch.setattr(parse_config, "validate", lambda config, for_training: calls.append(for_training))
+    ConfigParser.from_args(args(resume="x.pth"), checkpoint_config=load_default_config())
+    assert calls == [True]

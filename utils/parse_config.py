@@ -114,8 +114,11 @@ class ConfigParser:
     None; run_id: the run folder's name given with --run-id, or None (utils/runs.py picks one).
     """
 
-    def __init__(self, config, resume=None, run_id=None, for_training=True):
-        validate(config, for_training=for_training)
+    def __init__(self, config, resume=None, run_id=None, for_training=True, origin=None):
+        try:
+            validate(config, for_training=for_training)
+        except ConfigError as e:  # said with where the config came from (a file, a checkpoint)
+            raise ConfigError(f"{origin}: {e}" if origin else str(e)) from None
         self.config = config
         self.resume = resume
         self.run_id = None if run_id is None else safe_name("--run-id", run_id)
@@ -147,12 +150,8 @@ class ConfigParser:
         for text in getattr(args, "set", None) or []:
             key, value = parse_set_option(text)
             apply_override(config, key, value)
-        try:
-            validate(config, for_training=for_training)
-        except ConfigError as e:
-            raise ConfigError(f"{origin}: {e}") from None
         resume, run_id = getattr(args, "resume", None), getattr(args, "run_id", None)
-        return cls(config, resume=resume, run_id=run_id, for_training=for_training)
+        return cls(config, resume=resume, run_id=run_id, for_training=for_training, origin=origin)
 
     def init_obj(self, key, namespace, *args, **kwargs):
         """Build `namespace[config[key]['type']](*args, **config[key]['args'], **kwargs)`.
