@@ -18,6 +18,9 @@ import pytest
 import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the project's packages, for the helpers below and every test
+from utils.files import read_jsonl  # noqa: E402  (the one reader of metrics.jsonl, for the tests too)
+
 # The real data sets live beside the project (never in git); CI points here too.
 SHARED_DATA = Path(os.environ.get("RECSYS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 # Tests never reach wandb's servers, and a WANDB_MODE from the shell (CI exports offline) must
@@ -232,10 +235,6 @@ def straight_and_resumed(tmp_path, config, epochs=4):
     return runs, straight, resumed
 
 
-def read_jsonl(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
 def one_line_error(result, code=2):
     """The single stderr line of a run that failed on bad input (no traceback)."""
     assert result.returncode == code, (result.returncode, result.stderr[-3000:])
@@ -243,3 +242,17 @@ def one_line_error(result, code=2):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+@pytest.fixture
+def tiny_run(tmp_path, tiny_data):
+    """A tiny config written to disk; returns (config dict, its path, the runs folder)."""
+    config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=2)
+    path = write_config(tmp_path / "c.json", config)
+    return config, path, tmp_path / "saved" / "models" / config["name"]
+
+
+def train_ok(*args):
+    result = run("train.py", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

@@ -4,9 +4,23 @@ import argparse
 import json
 
 import pytest
-from conftest import load_default_config, one_line_error, run, tiny_config, write_config
+import torch
+from conftest import (
+    ROOT,
+    load_default_config,
+    one_line_error,
+    prepared,
+    run,
+    tiny_config,
+    train_ok,
+    write_config,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from data_loader.csv_loader import CSVDataLoader
 from model import MODELS
+from utils.checkpoint import save_checkpoint
 from utils.errors import ConfigError
 from utils.parse_config import ConfigParser, apply_override, parse_set_option, validate
 
@@ -213,3 +227,141 @@ def test_a_config_is_validated_once(monkeypatch):
     monkeypatch.setattr(parse_config, "validate", lambda config, for_training: calls.append(for_training))
     ConfigParser.from_args(args(resume="x.pth"), checkpoint_config=load_default_config())
     assert calls == [True]
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("seed=-1", "seed: expected an integer >= 0 and <= 4294967295, got -1"),
+        ("seed=4294967296", "seed: expected an integer >= 0 and <= 4294967295"),
+        ("evaluation.seed=-5", "evaluation.seed: expected an integer >= 0"),
+        (
+            'lr_scheduler={"type": "LambdaLR", "args": {"lr_lambda": "lambda e: 0.9 ** e"}}',
+            "LambdaLR takes a Python function",
+        ),
+        ("arch.args.embed_dim=100000000", "needs about"),
+    ],
+)
+def test_bad_values_are_one_line_not_a_traceback(tiny_run, tmp_path, override, message):
+    config, path, runs = tiny_run
+    line = one_line_error(run("train.py", "-c", path, "--set", override))
+    assert message in line, line
+    assert not (tmp_path / "saved").exists()
+
+
+def test_the_dataset_argument_is_the_templates(tiny_run, tmp_path):
+    config, path, runs = tiny_run
+    config["arch"]["args"]["dataset"] = "x"
+    line = one_line_error(run("train.py", "-c", write_config(tmp_path / "d.json", config)))
+    assert "arch.args.dataset: the template passes the data set to the model itself" in line
+
+
+def test_a_latin1_config_and_csv_name_the_encoding(tmp_path):
+    (tmp_path / "c.json").write_bytes('{"name": "Caf\xe9"}'.encode("latin-1"))
+    line = one_line_error(run("train.py", "-c", tmp_path / "c.json"))
+    assert "c.json:1: not UTF-8 text (byte 0xe9); save the config as UTF-8" in line
+    (tmp_path / "log.csv").write_bytes("user,item\nJos\xe9,x\nAnn,y\n".encode("latin-1"))
+    with pytest.raises(Exception, match=r"log\.csv:2: not utf-8 text .* data_loader\.args\.encoding"):
+        prepared(CSVDataLoader(str(tmp_path), "log.csv", cache=False))
+    ds = prepared(CSVDataLoader(str(tmp_path), "log.csv", encoding="latin-1", cache=False), test=0.0).dataset
+    assert "José" in list(ds.user_ids)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optimizer.args.weight_decay=-1", "optimizer.args: Adam refuses them: Invalid weight_decay value: -1"),
+        ('optimizer.type="LBFGS"', "optimizer.type: LBFGS needs a closure"),
+        ('optimizer.type="SparseAdam"', "optimizer.type: SparseAdam takes sparse gradients only"),
+        ('lr_scheduler={"type": "StepLR", "args": {"step_size": 0}}', "lr_scheduler.args: StepLR refuses them"),
+        ('lr_scheduler={"type": "OneCycleLR", "args": {"max_lr": 0.1}}', "lr_scheduler.args: OneCycleLR refuses"),
+        ("arch.args.embed_dim=0", "arch.args.embed_dim: expected an integer >= 1, got 0"),
+        ("arch.args.init_std=-1", "arch.args.init_std: expected a number > 0, got -1"),
+    ],
+)
+def test_arguments_torch_would_refuse_are_one_line_naming_the_key(tmp_path, tiny_data, override, message):
+    config = json.loads((ROOT / "configs" / "mf_ml100k.json").read_text())
+    config["data_loader"]["args"].update(data_dir=str(tiny_data), download=False)
+    config["trainer"]["save_dir"] = str(tmp_path / "saved")
+    line = one_line_error(run("train.py", "-c", write_config(tmp_path / "c.json", config), "--set", override))
+    assert message in line and not (tmp_path / "saved").exists()
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [('{"name": "a", "name": "b"}', "the key 'name' is given twice"), ("[" * 100_000, "nested too deeply")],
+)
+def test_a_config_with_repeated_keys_or_endless_nesting_is_one_line(tmp_path, text, message):
+    (tmp_path / "c.json").write_text(text)
+    assert message in one_line_error(run("train.py", "-c", tmp_path / "c.json"))
+
+
+def test_nan_in_a_config_or_as_a_checkpoints_best_and_a_unicode_run_id_are_said_plainly(tiny_run, tmp_path):
+    config, path, runs = tiny_run
+    text = path.read_text().replace('"reg": 1e-05', '"reg": NaN')
+    assert "NaN" in text
+    line = one_line_error(run("train.py", "-c", write_config(tmp_path / "n.json", json.loads(text))))
+    assert "loss.args.reg: nan is not a number JSON allows" in line
+    line = one_line_error(run("train.py", "-c", path, "--run-id", "répétition/é"))
+    assert '"répétition/é"' in line and "at most 128" in line
+    train_ok("-c", path, "--run-id", "b")
+    state = torch.load(runs / "b" / "checkpoint-epoch2.pth", weights_only=True)
+    state["monitor_best"] = float("nan")
+    save_checkpoint(state, runs / "b" / "checkpoint-epoch2.pth")
+    (runs / "b" / "model_best.pth").unlink()
+    result = train_ok("-r", runs / "b" / "checkpoint-epoch2.pth", "--epochs", "3")
+    assert "its best monitored figure is NaN" in result.stdout and (runs / "b" / "model_best.pth").is_file()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=5,
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    key=st.sampled_from(
+        [
+            "optimizer.args.lr",
+            "trainer.epochs",
+            "arch.args.layers",
+            "metrics",
+            "name",
+            "trainer.monitor",
+            "batches.batch_size",
+            "evaluation.test",
+            "wandb.mode",
+            "seed",
+            "trainer.early_stop",
+            "arch.args.layers.0",
+            "nope",
+            "trainer",
+            "",
+        ]
+    )
+    | st.text(),
+    value=json_values,
+)
+def test_fuzz_overrides_either_apply_cleanly_or_raise_config_error(key, value):
+    config = load_default_config()
+    try:
+        parsed_key, parsed_value = parse_set_option(f"{key}={json.dumps(value)}")
+        apply_override(config, parsed_key, parsed_value)
+        validate(config)
+    except ConfigError as e:
+        assert str(e)  # a message, not a crash from deep inside
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None)
+@given(text=st.text())
+def test_fuzz_set_syntax_never_crashes(text):
+    config = load_default_config()
+    try:
+        key, value = parse_set_option(text)
+        apply_override(config, key, value)
+    except ConfigError as e:
+        assert str(e)  # a message, not a crash from deep inside

@@ -12,11 +12,12 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
-from conftest import ROOT, copy_tracked, one_line_error, read_jsonl, run, run_script, tiny_config, write_config
+from conftest import ROOT, copy_tracked, one_line_error, run, run_script, tiny_config, write_config
 
 import train
 from base.base_model import BaseModel
 from model import LOSSES, METRICS, MODELS
+from utils.files import read_jsonl
 from utils.registry import discover
 
 

@@ -2,13 +2,15 @@
 
 import dataclasses
 import hashlib
+import json
 import logging
+import os
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, prepared, read_jsonl, run, tiny_config, write_config
+from conftest import ROOT, prepared, run, tiny_config, write_config
 from test_download import make_zip, server  # noqa: F401 - the fixture
 
 from data_loader import movielens
@@ -17,6 +19,7 @@ from data_loader.movielens import MovieLensDataLoader
 from data_loader.preparation import k_core_filter
 from data_loader.protocol import Protocol
 from utils.errors import ConfigError, DataError
+from utils.files import read_jsonl
 
 
 def fake_ratings(n_users=40, n_items=60, seed=0):
@@ -262,7 +265,6 @@ def test_users_without_test_items_are_counted_not_averaged(tmp_path):
 
 def test_shipped_configs_spell_out_every_loader_argument():
     import inspect
-    import json
 
     for path in [ROOT / "config.json", *sorted((ROOT / "configs").glob("*.json"))]:
         config = json.loads(path.read_text())
@@ -310,3 +312,53 @@ def test_a_user_without_items_is_kept_out_and_other_bad_sources_are_one_error(tm
     (folder / "u.item").write_bytes(b'1|a|"unclosed\n2|b\n')
     with pytest.raises(DataError, match="u.item: not the u.item layout"):
         prepared(MovieLensDataLoader(str(tmp_path / "ml"), download=False, cache=False))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "another data set", "short arrays"])
+def test_a_damaged_cache_is_removed_and_rebuilt(tmp_path, tiny_data, damage, caplog):
+    first = prepared(MovieLensDataLoader(str(tiny_data), download=False)).dataset
+    (cache,) = (tiny_data / "ml-100k" / ".prepared").glob("*.npz")
+    if damage == "empty":
+        cache.write_bytes(b"")
+    elif damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[:200])
+    elif damage == "another data set":
+        prepared(MovieLensDataLoader(str(tiny_data), download=False, min_rating=4))
+        other = max((tiny_data / "ml-100k" / ".prepared").glob("*.npz"), key=os.path.getmtime)
+        cache.write_bytes(other.read_bytes())
+    else:
+        with np.load(cache) as z:
+            arrays = dict(z)
+        arrays["train_indptr"] = arrays["train_indptr"][:5]
+        np.savez(cache, **arrays)
+    caplog.set_level("INFO", logger="data")
+    again = prepared(MovieLensDataLoader(str(tiny_data), download=False)).dataset
+    assert "is damaged" in caplog.text and "cached in" in caplog.text
+    assert (again.train != first.train).nnz == 0 and (again.test != first.test).nnz == 0
+    assert not list((tiny_data / "ml-100k" / ".prepared").glob("*.tmp"))
+
+
+def test_csv_ids_1_and_1_0_are_one_user_and_big_ids_stay_exact(tmp_path, tiny_data):
+    (tmp_path / "a.csv").write_text("user,item\n1,10\n1.0,11\n2,10\n2,12\n")
+    ds = prepared(CSVDataLoader(str(tmp_path), "a.csv", cache=False, ids="integers"), test=0.0, valid=0.0).dataset
+    assert list(ds.user_ids) == [1, 2] and ds.user_ids.dtype == np.int64
+    # by default ids are text, exactly as the file writes them: 000242 stays 000242, 0007 and 7 are two
+    (tmp_path / "b.csv").write_text("user,item\n000242,0007\n000242,07\n1,7\n")
+    ds = prepared(CSVDataLoader(str(tmp_path), "b.csv", cache=False), test=0.0, valid=0.0).dataset
+    assert list(ds.user_ids) == ["000242", "1"] and list(ds.item_ids) == ["0007", "07", "7"]
+    with pytest.raises(Exception, match=r"b.csv:4: '1x' is not an integer id"):
+        (tmp_path / "b.csv").write_text("user,item\n1,2\n2,3\n1x,4\n")
+        prepared(CSVDataLoader(str(tmp_path), "b.csv", cache=False, ids="integers"), test=0.0, valid=0.0)
+    big = 2**53 + 1  # float64 would merge it with 2^53
+    lines = (tiny_data / "ml-100k" / "u.data").read_text().splitlines()
+    lines += [f"{big}\t1\t5\t881250949", f"{big - 1}\t2\t5\t881250949", f"{big - 1}\t3\t5\t881250950"]
+    (tiny_data / "ml-100k" / "u.data").write_text("\n".join(lines) + "\n")
+    ds = prepared(MovieLensDataLoader(str(tiny_data), download=False, cache=False)).dataset
+    assert {big, big - 1} <= set(ds.user_ids.tolist()) and ds.n_users == 62
+
+
+def test_a_data_dir_that_is_not_there_is_not_created(tmp_path):
+    config = tiny_config(tmp_path / "nowhere", tmp_path / "saved")  # download is off in the tiny config
+    result = run("train.py", "-c", write_config(tmp_path / "c.json", config))
+    assert result.returncode == 2 and "not found and data_loader.args.download is false" in result.stderr
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "saved").exists()

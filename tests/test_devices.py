@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import ROOT, data_of, read_jsonl, run, small_dataset, tiny_config, write_config
+from conftest import ROOT, data_of, run, small_dataset, tiny_config, write_config
 
 import model.graph as graph_module
 from model import METRICS
@@ -17,6 +17,7 @@ from trainer.evaluation import parse_metrics
 from trainer.trainer import Trainer
 from utils import distributed
 from utils.device import resolve_device
+from utils.files import read_jsonl
 from utils.parse_config import ConfigParser
 
 

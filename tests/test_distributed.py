@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, read_jsonl, run_script, tiny_config, write_config
+from conftest import ROOT, run_script, tiny_config, write_config
+
+from utils.files import read_jsonl
 
 
 def torchrun(*args):

@@ -8,7 +8,14 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import SHARED_DATA, prepared, write_movielens_100k
+from conftest import (
+    SHARED_DATA,
+    prepared,
+    run,
+    tiny_config,
+    write_config,
+    write_movielens_100k,
+)
 
 from data_loader import movielens
 from data_loader.download import fetch_archive
@@ -159,3 +166,22 @@ def test_the_cache_stays_in_data_dir_and_is_never_written_through_a_link(tmp_pat
     prepared(CSVDataLoader(str(other), str(outside / "log.csv")), test=0, valid=0)
     assert "is a link: the prepared data set is neither read from it nor written there" in caplog.text
     assert not list((tmp_path / "target").iterdir())
+
+
+def test_a_failed_download_leaves_no_data_folder_and_no_run_folder(tmp_path):
+    config = tiny_config(tmp_path / "data", tmp_path / "saved")
+    config["data_loader"]["args"]["download"] = True
+    from data_loader import movielens
+
+    url = movielens.RELEASES["ml-100k"].url
+    movielens.RELEASES["ml-100k"] = movielens.RELEASES["ml-100k"].__class__(
+        **{**movielens.RELEASES["ml-100k"].__dict__, "url": "http://127.0.0.1:9/ml-100k.zip"}
+    )
+    try:
+        result = run("train.py", "-c", write_config(tmp_path / "c.json", config))
+    finally:
+        movielens.RELEASES["ml-100k"] = movielens.RELEASES["ml-100k"].__class__(
+            **{**movielens.RELEASES["ml-100k"].__dict__, "url": url}
+        )
+    assert result.returncode == 2 and "could not download" in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "saved").exists()

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import one_line_error, read_jsonl, run, shipped_config, small_dataset, straight_and_resumed
+from conftest import one_line_error, run, shipped_config, small_dataset, straight_and_resumed
 
 from model.ease import EASE
+from utils.files import read_jsonl
 
 
 def test_fit_is_the_papers_closed_form():

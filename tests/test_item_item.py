@@ -4,12 +4,13 @@ small random data set (with an item nobody has and a user with nothing)."""
 import numpy as np
 import pytest
 import torch
-from conftest import one_line_error, read_jsonl, run, shipped_config, small_dataset, straight_and_resumed
+from conftest import one_line_error, run, shipped_config, small_dataset, straight_and_resumed
 
 from model.ease import EASE
 from model.edlae import EDLAE
 from model.itemknn import ItemKNN
 from model.rp3beta import RP3beta
+from utils.files import read_jsonl
 
 
 def fitted(cls, ds, **args):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, SHARED_DATA, prepared, read_jsonl, run, small_dataset
+from conftest import ROOT, SHARED_DATA, prepared, run, small_dataset
 
 from data_loader.benchmark import BenchmarkDataLoader
 from model.graph import normalized_adjacency
@@ -15,6 +15,7 @@ from model.lightgcn import LightGCN
 from model.mf import MF
 from model.pop import Pop
 from utils.errors import DataError
+from utils.files import read_jsonl
 
 
 def test_lightgcn_is_the_mean_of_powers_of_the_laplacian():

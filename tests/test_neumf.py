@@ -2,10 +2,11 @@
 
 import torch
 import torch.nn.functional as F
-from conftest import read_jsonl, run, shipped_config, small_dataset, straight_and_resumed
+from conftest import run, shipped_config, small_dataset, straight_and_resumed
 
 from model.loss.bce import bce_loss
 from model.neumf import NeuMF
+from utils.files import read_jsonl
 
 
 def test_full_scores_are_the_pair_scores():

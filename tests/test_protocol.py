@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, one_line_error, prepared, read_jsonl, run, write_config
+from conftest import ROOT, one_line_error, prepared, run, train_ok, write_config
 
 from data_loader.csv_loader import CSVDataLoader
 from data_loader.protocol import Protocol
 from utils.errors import ConfigError
+from utils.files import read_jsonl
 
 
 def histories(lengths, seed=0):
@@ -256,7 +257,7 @@ def test_a_config_of_the_old_shape_says_where_each_key_went(tmp_path):
 @pytest.mark.slow
 def test_the_competition_section_of_the_readme_runs_as_written(tmp_path):
     from conftest import copy_tracked
-    from test_newcomer import code_blocks, readme_section, shell
+    from test_readme import code_blocks, readme_section, shell
 
     project = copy_tracked(tmp_path / "project")
     ((_, commands),) = [block for block in code_blocks(readme_section("A competition, start to finish"))]
@@ -274,3 +275,20 @@ def test_the_competition_section_of_the_readme_runs_as_written(tmp_path):
     runs = project / "saved" / "models"
     assert (runs / "MultVAE_competition" / "valid" / "model_best.pth").is_file()
     assert not (runs / "EASE_competition" / "all" / "metrics.jsonl").exists()
+
+
+def test_nothing_to_evaluate_is_said(tmp_path):
+    pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"]}).to_csv(tmp_path / "one.csv", index=False)
+    config = json.loads((ROOT / "configs" / "mf_ml100k.json").read_text())
+    config["data_loader"] = {
+        "type": "CSVDataLoader",
+        "args": {"data_dir": str(tmp_path), "path": "one.csv", "cache": False},
+    }
+    config["evaluation"]["valid"] = 0
+    config["trainer"].update(save_dir=str(tmp_path / "saved"), epochs=1, monitor="off")
+    config["wandb"]["mode"] = "disabled"
+    train_ok("-c", write_config(tmp_path / "c.json", config), "--run-id", "n")
+    line = one_line_error(run("test.py", "-r", tmp_path / "saved" / "models" / config["name"] / "n" / "model_best.pth"))
+    assert (
+        "nothing to evaluate: the split (split random (test 0.2, valid 0" in line and "holds out no test items" in line
+    )

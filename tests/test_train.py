@@ -7,19 +7,27 @@ import re
 import pandas as pd
 import pytest
 import torch
-from conftest import SHARED_DATA, prepared, read_jsonl, run, run_script, tiny_config, write_config
+from conftest import (
+    SHARED_DATA,
+    data_of,
+    load_default_config,
+    one_line_error,
+    prepared,
+    run,
+    run_script,
+    tiny_config,
+    train_ok,
+    write_config,
+)
 
-
-def train(tmp_path, config, *extra):
-    path = write_config(tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.json", config)
-    result = run("train.py", "-c", path, *extra)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+from utils.checkpoint import load_checkpoint
+from utils.files import read_jsonl
+from utils.runs import RunFolder
 
 
 def test_train_writes_the_run_folder_and_test_reproduces_validation(tmp_path, tiny_data):
     config = tiny_config(tiny_data, tmp_path / "saved")
-    train(tmp_path, config, "--run-id", "tiny")
+    train_ok("-c", write_config(tmp_path / "c.json", config), "--run-id", "tiny")
     folder = tmp_path / "saved" / "models" / config["name"] / "tiny"
     assert sorted(p.name for p in folder.iterdir()) == [
         "checkpoint-epoch1.pth",
@@ -84,12 +92,10 @@ def test_resume_equals_a_straight_run(tmp_path, tiny_data):
     """2 epochs + resume to 4 ends with the same weights, optimizer state, counters and history
     as 4 epochs straight."""
     config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=4)
-    train(tmp_path, config, "--run-id", "straight")
-    config["trainer"]["epochs"] = 2
-    train(tmp_path, config, "--run-id", "part")
+    train_ok("-c", write_config(tmp_path / "c.json", config), "--run-id", "straight")
+    train_ok("-c", write_config(tmp_path / "c.json", config), "--run-id", "part", "--epochs", "2")
     runs = tmp_path / "saved" / "models" / config["name"]
-    result = run("train.py", "-r", runs / "part" / "checkpoint-epoch2.pth", "--epochs", "4")
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = train_ok("-r", runs / "part" / "checkpoint-epoch2.pth", "--epochs", "4")
     assert "Resuming training from epoch 3" in result.stdout
 
     straight = torch.load(runs / "straight" / "checkpoint-epoch4.pth", weights_only=True)
@@ -127,7 +133,6 @@ def test_wandb_offline_run_is_recorded_and_writes_nothing_outside_save_dir(tmp_p
 @pytest.mark.movielens
 @pytest.mark.slow
 def test_two_epochs_on_real_movielens(tmp_path):
-    from conftest import load_default_config
 
     config = load_default_config()
     config["data_loader"]["args"].update(data_dir=str(SHARED_DATA), cache=False)  # shared/ stays untouched
@@ -166,3 +171,57 @@ def test_a_log_shows_the_progress_of_training_evaluation_and_export(tmp_path, ti
     result = run("test.py", "-r", best, "--topk-out", tmp_path / "r.csv", "--set", "evaluation.batch_size=16")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "export: step 1/4 (25%)" in result.stdout
+
+
+def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_best(tmp_path, tiny_data):
+    from base.base_trainer import TrainingError
+    from model import METRICS
+    from model.loss.bpr import bpr_loss
+    from model.ngcf import NGCF
+    from trainer.evaluation import parse_metrics
+    from trainer.trainer import Trainer
+    from utils.parse_config import ConfigParser
+
+    config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=3)
+    parsed = ConfigParser(config)
+    data = data_of(config)
+    model = NGCF(data.dataset, embed_dim=8, layers=[8])
+    calls = {"n": 0}
+
+    def poisoned(output, step):
+        calls["n"] += 1
+        loss = bpr_loss(output, step)
+        return loss * float("nan") if calls["n"] > n_batches + 1 else loss  # epoch 2, batch 1
+
+    trainer = Trainer(
+        model,
+        poisoned,
+        parse_metrics(["recall@20"], METRICS),
+        torch.optim.Adam(model.parameters()),
+        parsed,
+        torch.device("cpu"),
+        data_loader=data,
+        valid_data_loader=data.evaluation("valid"),
+    )
+    n_batches = len(trainer.batches)
+    run = RunFolder(tmp_path, "test", "run")
+    run.path.mkdir(parents=True)
+    trainer.set_output(run)
+    folder = run.path
+    before = {}
+    with pytest.raises(TrainingError, match="epoch 2, batch 1: the loss is nan before its optimizer step"):
+        original = trainer._backward_and_step
+
+        def watch(loss):
+            original(loss)
+            before["weights"] = model.embedding.weight.detach().clone()  # after the last step taken
+
+        trainer._backward_and_step = watch
+        trainer.train()
+    assert torch.equal(model.embedding.weight, before["weights"])  # the poisoned batch never stepped
+    # a loss that is not finite before any update is not blamed on the learning rate
+    config = tiny_config(tiny_data, tmp_path / "saved", loss__args__reg=1e308)
+    line = one_line_error(run_script("train.py", "-c", write_config(tmp_path / "reg.json", config)), code=1)
+    assert "epoch 1, batch 0: the loss is inf" in line and "before any update" in line and "learning rate" not in line
+    best = load_checkpoint(folder / "model_best.pth")
+    assert best["epoch"] == 1 and all(torch.isfinite(t).all() for t in best["state_dict"].values())
