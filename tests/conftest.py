@@ -194,12 +194,25 @@ def run_script(*args, cwd=ROOT, timeout=600, env=None):
     )
 
 
+def load_script(script):
+    """A top-level script (train.py, test.py, sweep.py) as a module named `<stem>_py`, loaded once:
+    imported as `test`, test.py would stand in for the standard library's `test` package."""
+    import importlib.util
+
+    name = f"{Path(script).stem}_py"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / script)
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
 def run(script, *args):
     """Run train.py's or test.py's whole command in this process, as `python script args` would:
     returns (returncode, stdout, stderr) as a CompletedProcess-like object."""
     import torch
 
-    module = __import__(Path(script).stem)
+    module = load_script(script)
     out, err = io.StringIO(), io.StringIO()
     threads = torch.get_num_threads()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

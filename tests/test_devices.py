@@ -23,10 +23,11 @@ from utils.parse_config import ConfigParser
 
 class RecordingGroup:
     """A stand-in process group of 2 ranks: records the device of every tensor all-reduced and, as
-    NCCL does for a CPU tensor, refuses one that is not on the training device."""
+    NCCL does for a CPU tensor, refuses one that is not on the training device. Meta tensors hold no
+    values, so the sum it returns is `values` (zeros by default) on the CPU, ready to be read."""
 
-    def __init__(self, device):
-        self.device, self.seen = torch.device(device), []
+    def __init__(self, device, values=None):
+        self.device, self.seen, self.values = torch.device(device), [], values
 
     def all_reduce_sum(self, tensor):
         self.seen.append(tensor.device)
@@ -34,7 +35,9 @@ class RecordingGroup:
             raise RuntimeError(
                 f"all_reduce of a tensor on {tensor.device}; the process group's device is {self.device}"
             )
-        return tensor
+        if tensor.device.type != "meta":
+            return tensor
+        return torch.zeros(tensor.shape, dtype=tensor.dtype) if self.values is None else self.values
 
 
 @pytest.fixture
@@ -65,16 +68,15 @@ def test_the_trainer_reduces_its_loss_on_the_training_device(tmp_path, tiny_data
         data_loader=data,
     )
     assert trainer.sync_every == 50  # an accelerator: the loss is read every 50 steps, not every step
-    monkeypatch.setattr(trainer, "_read", lambda tensor: [0.0] * tensor.numel())  # meta tensors hold no values
     trainer._train_batches(epoch=1)
     assert two_ranks.seen and set(two_ranks.seen) == {device}
-    assert len(two_ranks.seen) == -(-len(trainer.batches) // 50)  # one reduction per window, none per step
+    assert len(two_ranks.seen) == -(-len(trainer.batches) // 50)  # one reduction per sync_every steps, none per step
 
 
 def test_evaluation_reduces_its_sums_on_the_training_device(two_ranks, monkeypatch):
     sums, count = torch.zeros(3, dtype=torch.float64, device="meta"), torch.zeros(1, dtype=torch.float64, device="meta")
     monkeypatch.setattr(evaluation, "evaluate_sums", lambda *args: (sums, count))
-    monkeypatch.setattr(evaluation, "host_values", lambda tensor: [2.0, 4.0, 6.0, 2.0])
+    two_ranks.values = torch.tensor([2.0, 4.0, 6.0, 2.0], dtype=torch.float64)
     model = MF(small_dataset(), embed_dim=2)
     metrics = parse_metrics(["recall@5", "ndcg@5", "hit@5"], METRICS)
     figures = evaluation.evaluate(model, None, metrics, torch.device("meta"))

@@ -4,12 +4,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, one_line_error, run, tiny_config, train_ok, write_config
+from conftest import ROOT, load_script, one_line_error, run, tiny_config, train_ok, write_config
 
 
 def test_ctrl_c_in_test_py_and_a_planted_lock_link_are_no_traceback(tiny_run, tmp_path, monkeypatch):
-    import test as test_script
-
+    test_script = load_script("test.py")
     config, path, runs = tiny_run
     train_ok("-c", path, "--run-id", "a")
 

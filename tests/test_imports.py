@@ -69,3 +69,12 @@ def test_the_lower_layers_imported_first_leave_every_model_registered():
 @pytest.mark.slow
 def test_every_shipped_module_imported_first_leaves_every_model_registered():
     registered_after_importing(shipped_modules())
+
+
+def test_running_test_py_leaves_the_standard_librarys_test_package_alone():
+    """The tests run test.py in-process (conftest.run); loaded as `test`, it would stand in for
+    the standard library's `test` package for the rest of the session."""
+    from conftest import ROOT, run
+
+    assert run("test.py", "--help").returncode == 0
+    assert getattr(sys.modules.get("test"), "__file__", None) != str(ROOT / "test.py")

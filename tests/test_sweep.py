@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, run, run_script, tiny_config, write_config
+from conftest import ROOT, load_script, run, run_script, tiny_config, write_config
 
 from utils.files import read_jsonl
 
@@ -166,7 +166,7 @@ def test_a_sweep_from_another_folder_over_names_run_twice_and_not_at_once(tmp_pa
 
 
 def test_a_sweep_ranks_a_loss_lowest_first(tmp_path):
-    import sweep as sweep_script
+    sweep_script = load_script("sweep.py")
 
     (tmp_path / "s.json").write_text(json.dumps({"config": "c.json", "grid": {"a": [1]}, "metric": "loss", "out": "o"}))
     sweep = sweep_script.read_sweep(tmp_path / "s.json")

@@ -179,16 +179,11 @@ def evaluate_sums(model, loader, metrics, device):
     return sums, count
 
 
-def host_values(tensor):
-    """A small device tensor's values on the host (one wait for the device)."""
-    return tensor.tolist()
-
-
 def reduce_means(sums, count):
     """Means over every rank's users: the sums and count all-reduced (tensors on the training
     device, as NCCL needs), then one read on the host."""
     totals = all_reduce_sum(torch.cat([sums, count]))
-    values = host_values(totals)
+    values = totals.tolist()  # one wait for the device
     return [value / max(values[-1], 1) for value in values[:-1]]
 
 

@@ -75,10 +75,6 @@ class Trainer(BaseTrainer):
             return {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in batch.items()}
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    def _read(self, tensor):
-        """Host values of a small device tensor (one host-device sync)."""
-        return tensor.tolist()
-
     def _loss(self, batch):
         """The model's output for one batch and its loss, both checked against the contract."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext():
@@ -95,16 +91,16 @@ class Trainer(BaseTrainer):
             )
         return loss
 
-    def _train_step(self, batch, window, check=None):
+    def _train_step(self, batch, unread, check=None):
         """One optimizer step on one batch, the same for every paradigm: the batch to the device,
         the model's output and loss under autocast (checked against the contract), the loss added
-        to `window` (a device tensor: no wait for the device), then — when `check` = (epoch, first
-        batch, this batch) says the window is due — the window read on the host, all-reduced over
-        the ranks, and a loss that is not finite stopping the run before this batch's update; then
-        backward and the optimizer's step. Returns the window's mean loss when it was read, else None."""
+        to `unread` (a device tensor: no wait for the device), then — when `check` = (epoch, first
+        batch, this batch) says a read is due — the unread losses all-reduced over the ranks and
+        read on the host, and a loss that is not finite stopping the run before this batch's
+        update; then backward and the optimizer's step. Returns the mean of the losses read, else None."""
         loss = self._loss(self._to_device(batch))
-        window += self._stats(loss)
-        mean = None if check is None else self._check(window, *check)
+        unread += self._stats(loss)
+        mean = None if check is None else self._read_losses(unread, *check)
         self._backward_and_step(loss)
         return mean
 
@@ -125,17 +121,18 @@ class Trainer(BaseTrainer):
         batches, n = self.epoch_batches(epoch)
         bar = Progress(batches, n, f"epoch {epoch}", enabled=self.is_main, logger=self.logger)
         total, steps, first = 0.0, 0, 0
-        # [sum of the window's losses, how many of them were not finite], kept on the device: read
-        # every sync_every steps (every step on the CPU, so a NaN never reaches the weights there).
-        window = torch.zeros(2, dtype=torch.float64, device=self.device)
+        # [sum of the losses since the last read, how many of them were not finite], kept on the
+        # device: read every sync_every steps (every step on the CPU, so a NaN never reaches the
+        # weights there).
+        unread = torch.zeros(2, dtype=torch.float64, device=self.device)
         for index, batch in enumerate(bar):
             due = (index + 1) % self.sync_every == 0 or index == n - 1
-            mean = self._train_step(batch, window, (epoch, first, index) if due else None)
+            mean = self._train_step(batch, unread, (epoch, first, index) if due else None)
             if due:
                 total += mean * (index - first + 1)
                 steps += index - first + 1
                 bar.note(f"loss {mean:.4f}")
-                window.zero_()
+                unread.zero_()
                 first = index + 1
         return total / steps if steps else 0.0
 
@@ -168,9 +165,10 @@ class Trainer(BaseTrainer):
         self.optimizer.step()
         self.step += 1
 
-    def _check(self, window, epoch, first, last):
-        """The window's mean loss over its steps and the ranks; a TrainingError when one was not finite."""
-        loss_sum, bad = self._read(distributed.all_reduce_sum(window.clone()))
+    def _read_losses(self, unread, epoch, first, last):
+        """The mean of the unread losses (batches first..last) over the ranks; a TrainingError when
+        one was not finite."""
+        loss_sum, bad = distributed.all_reduce_sum(unread.clone()).tolist()  # one wait for the device
         if bad:
             where = f"batch {first}" if first == last else f"batches {first}-{last}"
             before = " before its optimizer step" if first == last else ""
