@@ -35,8 +35,8 @@ from tqdm import tqdm
 
 from utils.errors import ConfigError
 from utils.files import read_jsonl, write_atomic
+from utils.parse_config import read_json
 from utils.runs import RunFolder, RunLock
-from utils.util import read_json
 
 ROOT = Path(__file__).resolve().parent
 

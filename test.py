@@ -31,12 +31,11 @@ from logger.progress import Progress
 from model import METRICS, MODELS
 from trainer.evaluation import checked_scores, evaluate, parse_metrics, rank_out, top_k_items
 from utils.checkpoint import check_data, load_checkpoint, load_weights
-from utils.device import resolve_device
+from utils.device import keep_freed_memory, resolve_device, set_threads
 from utils.errors import ConfigError, DataError
 from utils.files import check_output_file, write_atomic, write_json
 from utils.parse_config import ConfigParser
 from utils.runs import RUN_FILE_SUFFIXES
-from utils.util import keep_freed_memory, set_threads
 
 
 def build_arg_parser():

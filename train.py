@@ -30,15 +30,15 @@ from model import LOSSES, METRICS, MODELS
 from trainer import TRAINERS
 from trainer.evaluation import parse_metrics
 from utils import checks, distributed
-from utils.checkpoint import check_data, load_checkpoint
-from utils.cli import LR_SCHEDULERS, OPTIMIZERS, check_optimizer_and_scheduler, listing
-from utils.device import configure_device, resolve_device
+from utils.checkpoint import check_data, load_checkpoint, seed_everything
+from utils.device import configure_device, keep_freed_memory, resolve_device, set_threads
 from utils.errors import ConfigError, RunFolderError
 from utils.files import read_jsonl, write_json
 from utils.memory import check_model_memory
-from utils.parse_config import ConfigParser, apply_override, parse_set_option, validate
+from utils.optimizers import LR_SCHEDULERS, OPTIMIZERS, check_optimizer_and_scheduler
+from utils.parse_config import ConfigParser, apply_override, parse_set_option, read_json, validate
+from utils.registry import listing
 from utils.runs import RunFolder, default_run_id, find_latest_checkpoint, run_folder_of
-from utils.util import keep_freed_memory, read_json, seed_everything, set_threads
 
 _UNTIL_EXIT = []  # objects whose teardown must not run before the process exits
 

@@ -121,8 +121,7 @@ def run_model(
     from model.loss.bpr import bpr_loss
     from model.ngcf import NGCF
     from trainer.evaluation import evaluate, parse_metrics
-    from utils.device import configure_device, resolve_device
-    from utils.util import keep_freed_memory
+    from utils.device import configure_device, keep_freed_memory, resolve_device
 
     device = resolve_device(device)
     on_cpu = device.type == "cpu"

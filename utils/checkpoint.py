@@ -148,6 +148,13 @@ def check_data(checkpoint, fingerprint, path, deliberate, logger):
     )
 
 
+def seed_everything(seed):
+    """Seed Python, NumPy's global generator and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def rng_state():
     """The random state of Python, NumPy's global generator and torch, as plain data and tensors."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()

@@ -1,4 +1,9 @@
-"""Devices: what `-d` names, and the settings a device gets before training on it."""
+"""Devices: what `-d` names, and the settings a device gets before training on it (CPU threads,
+the allocator)."""
+
+import ctypes
+import os
+from pathlib import Path
 
 import torch
 
@@ -40,3 +45,44 @@ def configure_device(device):
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+def available_cpus():
+    """The CPUs this process may use: its affinity, capped by a container's CPU quota (cgroup v2)."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        count = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+def set_threads(threads):
+    """torch's intra-op threads: `threads`, or with 'auto' the CPUs this process may use shared out
+    over the processes of a torchrun job on this machine. Returns torch.get_num_threads()."""
+    if threads == "auto":
+        threads = max(1, available_cpus() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def keep_freed_memory():
+    """On the CPU, ask glibc's malloc to reuse freed blocks instead of returning them to the system.
+
+    A training step allocates and frees (nodes x d) arrays, tens of MB each on a large graph; by
+    default glibc maps blocks over 32 MB with mmap and unmaps them on free, and trims the heap, so
+    every reuse pays page faults again. The price: freed blocks stay with the process, so its peak
+    resident memory is higher (bench/RESULTS.md). train.py calls it for CPU runs only. No-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    ok = libc.mallopt(m_mmap_max, 0)  # every block from the heap, none mmapped (and unmapped on free)
+    return bool(ok and libc.mallopt(m_trim_threshold, 1 << 30))

@@ -10,9 +10,9 @@ import copy
 import inspect
 import json
 import logging
+from pathlib import Path
 
 from utils.errors import ConfigError
-from utils.util import read_json
 from utils.validation import MOVED, migrate_renamed, parse_metric_name, safe_name, validate
 
 __all__ = ["ConfigParser", "apply_override", "parse_metric_name", "parse_set_option", "validate"]
@@ -24,6 +24,41 @@ SHORTCUTS = {
     "epochs": "trainer.epochs",
     "threads": "trainer.threads",
 }
+
+
+def read_json(path):
+    """Read a JSON file; a syntax error names the file, line and column."""
+    path = Path(path)
+    if not str(path).strip():
+        raise ConfigError("the config path is empty (expected a JSON config file)")
+    if not path.is_file():
+        kind = "a folder, not a file" if path.is_dir() else "not found"
+        raise ConfigError(f"{path}: {kind} (expected a JSON config file)")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the config as UTF-8"
+        ) from None
+    try:
+        return json.loads(text, object_pairs_hook=lambda pairs: no_repeated_keys(pairs, path))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
+
+
+def no_repeated_keys(pairs, path):
+    """A JSON object as a dict; a key given twice in one object is an error (which one wins is not
+    something a config should leave to chance)."""
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ConfigError(f"{path}: the key {key!r} is given twice in one object; keep one")
+        seen[key] = value
+    return seen
 
 
 def _type_name(value):

@@ -110,3 +110,23 @@ def summary(obj):
     """The first line of an object's docstring (for --list)."""
     doc = inspect.getdoc(obj) or ""
     return doc.strip().splitlines()[0] if doc.strip() else "(no docstring)"
+
+
+def listing(models, data_loaders, trainers, losses, metrics):
+    """What --list prints: every module a config can name, with the first line of its docstring."""
+    sections = [
+        ("models (arch.type)", models),
+        ("data loaders (data_loader.type)", data_loaders),
+        ("trainers (trainer.type)", trainers),
+        ("losses (loss.type)", losses),
+        ("metrics (metrics: name@K)", metrics),
+    ]
+    lines = []
+    for title, registry in sections:
+        lines.append(f"{title}:")
+        width = max((len(name) for name in registry), default=0)
+        lines += [f"  {name.ljust(width)}  {summary(obj)}" for name, obj in registry.items()]
+        for reason in getattr(registry, "problems", {}).values():
+            lines.append(f"  ! {reason}")
+        lines.append("")
+    return "\n".join(lines).rstrip()

@@ -1,11 +1,10 @@
-"""What train.py and test.py share: the torch classes a config may name, and --list."""
+"""The torch optimizers and lr schedulers a config may name, checked before anything is built."""
 
 import inspect
 
 import torch
 
 from utils.errors import ConfigError
-from utils.registry import summary
 
 
 def torch_classes(module, base):
@@ -73,23 +72,3 @@ def check_scheduler(cls):
         raise ConfigError(
             f"lr_scheduler.type: {name} {NOT_FROM_JSON[name]}, which a JSON config cannot give (use e.g. {usable})"
         )
-
-
-def listing(models, data_loaders, trainers, losses, metrics):
-    """What --list prints: every module a config can name, with the first line of its docstring."""
-    sections = [
-        ("models (arch.type)", models),
-        ("data loaders (data_loader.type)", data_loaders),
-        ("trainers (trainer.type)", trainers),
-        ("losses (loss.type)", losses),
-        ("metrics (metrics: name@K)", metrics),
-    ]
-    lines = []
-    for title, registry in sections:
-        lines.append(f"{title}:")
-        width = max((len(name) for name in registry), default=0)
-        lines += [f"  {name.ljust(width)}  {summary(obj)}" for name, obj in registry.items()]
-        for reason in getattr(registry, "problems", {}).values():
-            lines.append(f"  ! {reason}")
-        lines.append("")
-    return "\n".join(lines).rstrip()
