@@ -7,6 +7,7 @@ import weakref
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from conftest import small_dataset
 
@@ -16,7 +17,7 @@ from model.fast.masks import keep_mask, random_words
 from model.fast.ngcf import SumPropagation
 from model.fast.pairs import pair_scores
 from model.fast.sparse import batch_rows, product, row_block, rows_product
-from model.graph import SparseGraph, normalized_adjacency
+from model.graph import SparseGraph, csr_tensor, normalized_adjacency
 from model.lightgcn import LightGCN
 from model.ngcf import NGCF
 
@@ -292,3 +293,15 @@ def test_auto_picks_fused_on_the_cpu_and_says_so():
     with pytest.raises(Exception, match="'fused' cannot run here"):
         NGCF(ds, embed_dim=4, layers=[4], activation="separate", impl="fused").on_device(torch.device("cpu"))
     assert np.isfinite(LightGCN(ds, impl="auto").full_scores(torch.arange(3), None).detach().numpy()).all()
+
+
+def test_a_history_times_an_item_item_matrix_in_column_blocks_is_the_product():
+    """sparse_times_dense (the item-item models' scores) equals one product, including a last
+    block narrower than the others."""
+    from model.fast.sparse import COLUMN_BLOCK, sparse_times_dense
+
+    history = sp.random(7, 50, density=0.2, format="csr", random_state=0)
+    history.data[:] = 1.0
+    x = csr_tensor(*(torch.from_numpy(a) for a in (history.indptr, history.indices, history.data)), history.shape)
+    dense = torch.randn(50, 2 * COLUMN_BLOCK + 3, dtype=torch.float64)
+    torch.testing.assert_close(sparse_times_dense(x, dense), torch.from_numpy(history.toarray()) @ dense)

@@ -1,5 +1,5 @@
-"""The sparse products of the CPU kernels: y = M x with an explicit transpose for the backward, and
-the rows of the graph that one training batch reads."""
+"""The sparse products of the CPU kernels: y = M x with an explicit transpose for the backward, the
+rows of the graph that one training batch reads, and a sparse history times a dense item-item matrix."""
 
 import torch
 
@@ -11,6 +11,23 @@ def spmm(matrix, x):
     beta=0 skips the zero-fill and the accumulation torch.sparse.mm does."""
     out = x.new_empty(matrix.shape[0], x.shape[1])
     return torch.addmm(out, matrix, x, beta=0, out=out)
+
+
+# A sparse row times a dense matrix reads one whole row of the matrix per non-zero; in column blocks
+# of this width the rows a batch of histories reads stay in the CPU's cache (bench/RESULTS.md).
+COLUMN_BLOCK = 256
+
+
+def sparse_times_dense(x, dense):
+    """CSR (n, N) @ dense (N, M) -> (n, M), no gradient: on the CPU one block of `dense`'s columns
+    at a time, elsewhere one product."""
+    if dense.device.type != "cpu":
+        return x @ dense
+    out = dense.new_empty(x.shape[0], dense.shape[1])
+    for start in range(0, dense.shape[1], COLUMN_BLOCK):
+        block = dense[:, start : start + COLUMN_BLOCK].contiguous()  # (N, w): read again for each row of x
+        out[:, start : start + COLUMN_BLOCK] = spmm(x, block)
+    return out
 
 
 class SpMM(torch.autograd.Function):
