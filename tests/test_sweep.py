@@ -15,18 +15,25 @@ from conftest import ROOT, load_script, run, run_script, tiny_config, write_conf
 from utils.files import read_jsonl
 
 
-@pytest.mark.slow
-def test_an_interrupted_sweep_keeps_its_table_and_resumes(tmp_path, tiny_data):
+def write_sweep(tmp_path, tiny_data, grid, epochs):
+    """A sweep file over a tiny config: `grid`, `epochs` each run (one checkpoint, at the end),
+    ranked by val_recall@20, its table in tmp_path/sweep.csv. Returns the tiny config."""
     config = tiny_config(tiny_data, tmp_path / "saved")
     base = write_config(tmp_path / "base.json", config)
     sweep = {
         "config": str(base),
-        "grid": {"optimizer.args.lr": [0.001, 0.002, 0.003, 0.004]},
-        "set": {"trainer.epochs": 40, "trainer.save_period": 40},
+        "grid": grid,
+        "set": {"trainer.epochs": epochs, "trainer.save_period": epochs},
         "metric": "val_recall@20",
         "out": str(tmp_path / "sweep.csv"),
     }
     (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    return config
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_keeps_its_table_and_resumes(tmp_path, tiny_data):
+    config = write_sweep(tmp_path, tiny_data, {"optimizer.args.lr": [0.001, 0.002, 0.003, 0.004]}, epochs=40)
     process = subprocess.Popen(
         [sys.executable, "sweep.py", str(tmp_path / "sweep.json")],
         cwd=ROOT,
@@ -60,16 +67,7 @@ def test_an_interrupted_sweep_keeps_its_table_and_resumes(tmp_path, tiny_data):
 
 @pytest.mark.slow
 def test_local_sweep_writes_one_table(tmp_path, tiny_data):
-    config = tiny_config(tiny_data, tmp_path / "saved", trainer__epochs=1)
-    base = write_config(tmp_path / "base.json", config)
-    sweep = {
-        "config": str(base),
-        "grid": {"optimizer.args.lr": [0.001, 0.01], "arch.args.embed_dim": [8]},
-        "set": {"trainer.epochs": 1},
-        "metric": "val_recall@20",
-        "out": str(tmp_path / "sweep.csv"),
-    }
-    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    write_sweep(tmp_path, tiny_data, {"optimizer.args.lr": [0.001, 0.01], "arch.args.embed_dim": [8]}, epochs=1)
     result = subprocess.run(
         [sys.executable, "sweep.py", str(tmp_path / "sweep.json")],
         cwd=ROOT,
@@ -184,16 +182,7 @@ def test_a_terminated_sweep_stops_its_run_and_writes_its_table(tmp_path, tiny_da
 
     from conftest import send_signal
 
-    config = tiny_config(tiny_data, tmp_path / "saved")
-    write_config(tmp_path / "base.json", config)
-    sweep = {
-        "config": str(tmp_path / "base.json"),
-        "grid": {"optimizer.args.lr": [0.001, 0.002, 0.003]},
-        "set": {"trainer.epochs": 60, "trainer.save_period": 60},
-        "metric": "val_recall@20",
-        "out": str(tmp_path / "sweep.csv"),
-    }
-    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    write_sweep(tmp_path, tiny_data, {"optimizer.args.lr": [0.001, 0.002, 0.003]}, epochs=60)
     env = {**os.environ, "WANDB_MODE": "disabled"}
     process = subprocess.Popen(
         [sys.executable, "sweep.py", str(tmp_path / "sweep.json")], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
