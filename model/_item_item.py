@@ -9,7 +9,7 @@ import torch
 
 from base.base_model import BaseModel
 from model.fast.sparse import sparse_times_dense
-from model.graph import csr_products_work, csr_tensor
+from model.graph import history_rows
 
 
 class ItemItemModel(BaseModel):
@@ -18,22 +18,16 @@ class ItemItemModel(BaseModel):
     def __init__(self, dataset):
         super().__init__()
         self.register_buffer("B", torch.zeros(dataset.n_items, dataset.n_items))  # (n_items, n_items)
-        self._sparse = None  # whether B's device multiplies a sparse history, decided at first use
 
     def train_batches(self, data):
         return ()  # closed form: nothing to train
 
     def full_scores(self, users, history):
         """ŷ = x_u B for each user, with x_u their history row (B, n_items)."""
-        if self._sparse is None:  # MPS has no sparse products: dense rows there
-            self._sparse = csr_products_work(self.B.device)
-        if self._sparse:  # a history is a few items of thousands: a sparse row times B costs that much less
-            x = csr_tensor(
-                *(torch.from_numpy(a) for a in (history.indptr, history.indices, history.data)), history.shape
-            )
-            return sparse_times_dense(x.to(self.B.device), self.B)  # x @ B, in cache-sized blocks on the CPU
-        x = torch.from_numpy(history.toarray()).to(self.B)
-        return x @ self.B
+        x = history_rows(history, self.B.device).to(self.B.dtype)
+        if x.layout == torch.strided:  # a device without sparse products (MPS)
+            return x @ self.B
+        return sparse_times_dense(x, self.B)  # x @ B, in cache-sized blocks on the CPU
 
 
 def keep_top_k(weights, k, dim):

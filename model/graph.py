@@ -63,6 +63,15 @@ def csr_products_work(device):
         return False
 
 
+def history_rows(history, device):
+    """A batch of histories, scipy CSR (B, n_items), on `device`: as a torch CSR tensor where the
+    device multiplies one by a dense matrix (a history is a few items of thousands), else dense."""
+    if not csr_products_work(device):
+        return torch.from_numpy(history.toarray()).to(device)
+    arrays = (torch.from_numpy(a) for a in (history.indptr, history.indices, history.data))
+    return csr_tensor(*arrays, history.shape).to(device)
+
+
 class SparseGraph(nn.Module):
     """A fixed (N, N) sparse matrix L, kept on the model's device but not in its state_dict.
 

@@ -50,3 +50,16 @@ def test_every_user_once_an_epoch_and_resume_is_exact(tmp_path, tiny_data):
     assert half["step"] == 2 * 4  # 60 users in batches of 16: 4 steps an epoch, counted across epochs
     assert straight["step"] == resumed["step"] == 16  # annealing continues where it stopped
     assert run("test.py", "-r", runs / "straight" / "model_best.pth", "--topk-out", tmp_path / "r.csv").returncode == 0
+
+
+def test_scoring_a_sparse_history_equals_the_dense_encoder():
+    """full_scores takes the history's first layer as a sparse product; encode() on the dense rows,
+    normalised and all, gives the same scores (an empty history too)."""
+    ds = small_dataset()
+    torch.manual_seed(0)
+    model = MultVAE(ds, hidden=[8, 6], latent=4).eval()
+    users = torch.arange(ds.n_users)
+    history = ds.train[users.numpy()]
+    assert (np.diff(history.indptr) == 0).any()  # small_dataset has a user without items
+    dense, _ = model.encode(torch.from_numpy(history.toarray()).float())
+    torch.testing.assert_close(model.full_scores(users, history), model.decode(dense))
