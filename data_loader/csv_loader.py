@@ -63,10 +63,13 @@ def read_interactions(path, sep, user_col, item_col, rating_col, time_col, encod
         raise DataError(f"{path}: {e}") from None
     frame = frame.rename(columns={column: role for role, column in columns.items()})[list(columns)]
     for role in ("user", "item"):
-        empty = (frame[role].str.strip() == "").to_numpy()
-        if empty.any():
-            raise DataError(f"{path}:{int(np.flatnonzero(empty)[0]) + 2}: empty {columns[role]!r}")
-        frame[role] = read_ids(frame[role].to_numpy(dtype=object), ids, path)
+        values = frame[role].to_numpy(dtype=object)
+        codes, distinct = pd.factorize(values)  # each distinct id checked once, not every row
+        blank = np.flatnonzero(pd.Series(distinct, dtype=str).str.strip() == "")
+        if len(blank):
+            row = int(np.flatnonzero(np.isin(codes, blank))[0])
+            raise DataError(f"{path}:{row + 2}: empty {columns[role]!r}")
+        frame[role] = read_ids(values, ids, path)
     for role in ("rating", "time"):
         if role in frame:
             values = pd.to_numeric(frame[role], errors="coerce")

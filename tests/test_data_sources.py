@@ -362,3 +362,15 @@ def test_a_data_dir_that_is_not_there_is_not_created(tmp_path):
     result = run("train.py", "-c", write_config(tmp_path / "c.json", config))
     assert result.returncode == 2 and "not found and data_loader.args.download is false" in result.stderr
     assert not (tmp_path / "nowhere").exists() and not (tmp_path / "saved").exists()
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_an_empty_id_names_its_line(tmp_path, blank):
+    from data_loader.csv_loader import read_interactions
+
+    path = write_csv(tmp_path / "r.csv", f"user,item,time\nu1,i1,1\nu2,i1,2\nu1,{blank},3\n{blank},i2,4\n")
+    with pytest.raises(DataError, match=r"r.csv:5: empty 'user'"):
+        read_interactions(path, ",", "user", "item", None, "time")
+    path = write_csv(tmp_path / "r.csv", f"user,item,time\nu1,i1,1\nu2,i1,2\nu1,{blank},3\n")
+    with pytest.raises(DataError, match=r"r.csv:4: empty 'item'"):
+        read_interactions(path, ",", "user", "item", None, "time")
