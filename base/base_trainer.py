@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
-from base.checkpointer import Checkpointer
+from base.checkpointer import NOTHING_SAVED, Checkpointer
 from utils import distributed
 from utils.checkpoint import load_weights, rng_state, set_rng_state
 from utils.errors import CheckpointError, RunFolderError
@@ -74,7 +74,7 @@ class BaseTrainer(ABC):
     @property
     def saved_note(self):
         """What a failure message says was kept."""
-        return "nothing of this run could be saved" if self.checkpointer is None else self.checkpointer.note
+        return NOTHING_SAVED if self.checkpointer is None else self.checkpointer.note
 
     def saved_anything(self):
         """Whether this run has written a checkpoint or a line of metrics (else its folder is empty)."""

@@ -8,6 +8,8 @@ from utils.checkpoint import save_checkpoint
 from utils.errors import CheckpointError
 from utils.files import append_line, read_jsonl, write_atomic
 
+NOTHING_SAVED = "nothing of this run could be saved"
+
 
 class Checkpointer:
     """Writes a trainer's states (its `state_dict(epoch)`) into the run folder (utils/runs.py:
@@ -26,7 +28,7 @@ class Checkpointer:
         self.run, self.keep_last, self.is_main, self.logger = run, keep_last, is_main, logger
         self.saved_epochs = []
         self.saved_any = False  # whether a checkpoint or a metrics line was written (else the folder is empty)
-        self.note = "nothing of this run could be saved"  # what a failure message says was kept
+        self.note = NOTHING_SAVED  # what a failure message says was kept
         self.finished = None  # (epoch, the file holding its state or None, its state when held in memory)
         if continuing_from is not None:
             self._truncate_metrics(continuing_from)
