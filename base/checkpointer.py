@@ -6,7 +6,7 @@ import shutil
 
 from utils.checkpoint import save_checkpoint
 from utils.errors import CheckpointError
-from utils.files import append_line, read_jsonl, write_atomic
+from utils.files import append_line, deferred_signals, read_jsonl, write_atomic
 
 NOTHING_SAVED = "nothing of this run could be saved"
 
@@ -66,25 +66,28 @@ class Checkpointer:
         """Ctrl-C or SIGTERM during `epoch`: that epoch is abandoned; the last finished one is saved."""
         if not self.is_main:
             return
-        finished, path = self._save_last_finished(epoch - 1)
-        if path is None or not path.is_file():
-            self.logger.info(f"Interrupted during epoch {epoch}; no epoch has finished, nothing to save.")
-            return
-        self.logger.info(
-            f"Interrupted during epoch {epoch}; epoch {finished} is saved. Resume with:\n    python train.py -r {path}"
-        )
+        with deferred_signals():  # a second signal waits until the save is said, not only written
+            finished, path = self._save_last_finished(epoch - 1)
+            if path is None or not path.is_file():
+                self.logger.info(f"Interrupted during epoch {epoch}; no epoch has finished, nothing to save.")
+                return
+            self.logger.info(
+                f"Interrupted during epoch {epoch}; epoch {finished} is saved. Resume with:\n    python train.py -r {path}"
+            )
 
     def save_after_failure(self, cause):
         """A write failed (a full disk) or another process stopped: try to save the last finished epoch."""
         if not self.is_main or self.finished is None:
             return
         epoch = self.finished[0]
-        try:
-            _, path = self._save_last_finished(epoch)
-            self.note = f"epoch {epoch} is saved; resume with: python train.py -r {path}"
-            self.logger.error(f"{cause}; epoch {epoch} is saved in {path}")
-        except (OSError, CheckpointError) as again:
-            self.logger.error(f"{cause} and epoch {epoch} could not be saved ({again})")
+        # torchrun's SIGTERM often follows a lost peer within the save: it waits until the save is said
+        with deferred_signals():
+            try:
+                _, path = self._save_last_finished(epoch)
+                self.note = f"epoch {epoch} is saved; resume with: python train.py -r {path}"
+                self.logger.error(f"{cause}; epoch {epoch} is saved in {path}")
+            except (OSError, CheckpointError) as again:
+                self.logger.error(f"{cause} and epoch {epoch} could not be saved ({again})")
 
     def _save_last_finished(self, default_epoch):
         """Make checkpoint-epoch<N>.pth of the last finished epoch N: (N, its path)."""

@@ -2,6 +2,8 @@
 (utils/checkpoint.py, base/checkpointer.py)."""
 
 import errno
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -283,3 +285,34 @@ def test_the_checkpointer_saves_the_last_finished_epoch_copying_only_what_is_not
     saver.end_of_epoch(3, state(3), None, periodic=False, best=False)
     assert interrupted_in(4).tolist() == [3.0] * 3 and copies == [3]  # the one copy, of an unwritten epoch
     assert [r["epoch"] for r in read_jsonl(run.metrics)] == [1, 2]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name == "nt", reason="raises SIGTERM in-process (POSIX)")
+@pytest.mark.parametrize("path", ["lost peer", "interrupt"])
+def test_a_signal_during_the_last_save_waits_until_the_save_is_said(tmp_path, monkeypatch, caplog, path):
+    """torchrun SIGTERMs rank 0 just after a peer dies, often while rank 0 saves the last finished
+    epoch: the save still ends with its line, and the signal is delivered after it."""
+    import logging
+
+    import base.checkpointer as checkpointer
+
+    run = RunFolder(tmp_path, "t", "r")
+    run.path.mkdir(parents=True)
+    saver = checkpointer.Checkpointer(run, logger=logging.getLogger("t"))
+    state = {"arch": "X", "epoch": 1, "state_dict": {"w": torch.ones(2)}, "config": {}}
+    saver.end_of_epoch(1, state, None, periodic=False, best=False)
+    written = checkpointer.save_checkpoint
+
+    def signalled_while_writing(state, to):
+        signal.raise_signal(signal.SIGTERM)
+        written(state, to)
+
+    monkeypatch.setattr(checkpointer, "save_checkpoint", signalled_while_writing)
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        with caplog.at_level(logging.INFO, logger="t"), pytest.raises(KeyboardInterrupt):
+            saver.save_after_failure("another process stopped") if path == "lost peer" else saver.save_interrupted(2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "epoch 1 is saved" in caplog.text
+    assert load_checkpoint(run.checkpoint(1))["epoch"] == 1
