@@ -71,9 +71,8 @@ class Checkpointer:
             if path is None or not path.is_file():
                 self.logger.info(f"Interrupted during epoch {epoch}; no epoch has finished, nothing to save.")
                 return
-            self.logger.info(
-                f"Interrupted during epoch {epoch}; epoch {finished} is saved. Resume with:\n    python train.py -r {path}"
-            )
+            resume = f"python train.py -r {path}"
+            self.logger.info(f"Interrupted during epoch {epoch}; epoch {finished} is saved. Resume with:\n    {resume}")
 
     def save_after_failure(self, cause):
         """A write failed (a full disk) or another process stopped: try to save the last finished epoch."""
