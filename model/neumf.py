@@ -70,19 +70,23 @@ class NeuMF(BaseModel):
             "neg_scores": self.score(users.unsqueeze(1).expand_as(negatives), negatives),
         }
 
-    def full_scores(self, users, history, chunk=128):
-        """(B, n_items): score() of every (user, item), `chunk` users at a time. The MLP's first layer
-        is split into its user and item halves, W [p' ; q'] = W_u p' + W_i q', so each half is
-        computed once instead of once per pair."""
-        items = self.gmf_item.weight  # (n_items, d)
+    def full_scores(self, users, history, pairs=None):
+        """(B, n_items): score() of every (user, item), with the same values in fewer operations.
+        Eq. 11's output splits into its two towers, hᵀ[φ_GMF ; φ_MLP] = h_Gᵀ(p_u ⊙ q_i) + h_Mᵀ φ_MLP, so
+        the GMF part is one product (p_u ⊙ h_G) Qᵀ; and the MLP's first layer into its user and item
+        halves, W [p' ; q'] = W_u p' + W_i q', each computed once instead of once per pair. Only the
+        rest of the MLP runs per pair, a few users at a time: on the CPU as many as keep a block of
+        (users, items, h1) in cache, elsewhere large blocks (`pairs` per block sets it)."""
+        d, half = self.gmf_user.embedding_dim, self.mlp_user.embedding_dim
+        h = self.output.weight[0]  # [h_G ; h_M]
         first = self.mlp[0]
-        half = self.mlp_user.embedding_dim
+        gmf = (self.gmf_user(users) * h[:d]) @ self.gmf_item.weight.T + self.output.bias  # (B, n_items)
+        user_part = self.mlp_user(users) @ first.weight[:, :half].T + first.bias  # (B, h1)
         item_part = self.mlp_item.weight @ first.weight[:, half:].T  # (n_items, h1)
-        out = []
-        for start in range(0, len(users), chunk):
-            u = users[start : start + chunk]
-            user_part = self.mlp_user(u) @ first.weight[:, :half].T + first.bias  # (b, h1)
-            mlp = self.tower(user_part.unsqueeze(1) + item_part.unsqueeze(0))  # (b, n_items, h_last)
-            gmf = self.gmf_user(u).unsqueeze(1) * items.unsqueeze(0)  # (b, n_items, d)
-            out.append(self.output(torch.cat([gmf, mlp], dim=-1)).squeeze(-1))
-        return torch.cat(out)
+        pairs = pairs or (2**14 if users.device.type == "cpu" else 2**22)
+        chunk = max(1, pairs // len(item_part))
+        mlp = [
+            self.tower(user_part[start : start + chunk].unsqueeze(1) + item_part) @ h[d:]  # (b, n_items)
+            for start in range(0, len(users), chunk)
+        ]
+        return gmf + torch.cat(mlp)

@@ -10,14 +10,17 @@ from utils.files import read_jsonl
 
 
 def test_full_scores_are_the_pair_scores():
-    """The factored first MLP layer of full_scores gives score() of every (user, item)."""
+    """full_scores, its towers and first MLP layer factored, gives score() of every (user, item),
+    in one block of users or several."""
     ds = small_dataset(n_users=9, n_items=7)
     torch.manual_seed(0)
     model = NeuMF(ds, embed_dim=4, mlp_layers=[6, 5, 3], negatives=2).eval()
     users = torch.tensor([0, 4, 8])
-    scores = model.full_scores(users, ds.train[[0, 4, 8]], chunk=2)
+    for table in (model.gmf_user, model.gmf_item, model.mlp_user, model.mlp_item):
+        torch.nn.init.normal_(table.weight)  # scores far from 0, where a wrong term would show
     pairs = model.score(users.repeat_interleave(7), torch.arange(7).repeat(3)).view(3, 7)
-    torch.testing.assert_close(scores, pairs)
+    for per_block in (None, 14):  # one block; blocks of 2 users
+        torch.testing.assert_close(model.full_scores(users, ds.train[[0, 4, 8]], pairs=per_block), pairs)
 
 
 def test_batches_have_k_negatives_and_the_loss_is_bce():
