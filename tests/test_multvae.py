@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from conftest import run, shipped_config, small_dataset, straight_and_resumed
 
 from model.multvae import MultVAE
@@ -63,3 +64,31 @@ def test_scoring_a_sparse_history_equals_the_dense_encoder():
     assert (np.diff(history.indptr) == 0).any()  # small_dataset has a user without items
     dense, _ = model.encode(torch.from_numpy(history.toarray()).float())
     torch.testing.assert_close(model.full_scores(users, history), model.decode(dense))
+
+
+def test_training_on_sparse_rows_gives_the_dense_encoders_values_and_gradients():
+    """On the CPU encode() takes the rows as a sparse matrix, with dropout drawn for their non-zeros:
+    the same μ, log σ² and first-layer gradients as the paper's dense g(dropout(x / ‖x‖)) under the
+    mask those draws make."""
+    ds = small_dataset()
+    torch.manual_seed(0)
+    model = MultVAE(ds, hidden=[8, 6], latent=4, dropout=0.5).train()
+    rows = torch.from_numpy(ds.train.toarray()).float()
+    torch.manual_seed(1)
+    keep = F.dropout(torch.ones(int((rows != 0).sum())), 0.5, True)  # the draws, in CSR order
+    mask = torch.zeros_like(rows)
+    mask[rows != 0] = keep
+    first = model.encoder[0]
+    runs = []
+    for encode in (
+        lambda: model.encode_after_first(first(F.normalize(rows, dim=1) * mask)),
+        lambda: model.encode(rows),
+    ):
+        torch.manual_seed(1)
+        model.zero_grad()
+        mu, logvar = encode()
+        (mu.pow(2).sum() + logvar.sum()).backward()
+        runs.append((mu, logvar, first.weight.grad.clone(), first.bias.grad.clone()))
+    assert 0 < int(keep.count_nonzero()) < len(keep)
+    for dense, sparse in zip(*runs):
+        torch.testing.assert_close(sparse, dense)
