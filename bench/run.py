@@ -81,6 +81,24 @@ def peak_rss_mb():
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def rss_mb():
+    """The process's resident memory now in MB, where /proc has it (Linux), else NaN."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+    except (OSError, AttributeError):
+        return float("nan")
+
+
+def reset_peak_rss():
+    """Restart peak_rss_mb() from the memory resident now (Linux's clear_refs); False where the
+    platform cannot, and the peak then stays the whole process's."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 def load(dataset, data_dir):
     """The template's way: a data loader (files -> splits) and the normalised adjacency."""
     from data_loader.benchmark import BenchmarkDataLoader

@@ -15,7 +15,8 @@ optimizer), in its own process, so `peak_rss_mb` is its own. Per model:
   steps and scaled to the epoch's batch count (a phased model's passes included);
 - eval_s: the full-ranking evaluation of every user with test items (the trainer's);
 - export_s: every user's top 10, none known (test.py's export);
-- floor_s: for EASE, the dense products and the inverse its fit cannot avoid.
+- floor_s: for EASE, XᵀX and its inverse alone (the fit without forming B from them);
+- fit_peak_mb: the memory the fit added at its peak, above what was resident before it (Linux).
 """
 
 import argparse
@@ -87,12 +88,14 @@ def config_for(model, folder):
 
 def run_model(model_name, folder, threads, steps, device, queue):
     import numpy as np
+    import scipy.linalg
     import torch
 
     import train
-    from bench.run import peak_rss_mb
+    from bench.run import peak_rss_mb, reset_peak_rss, rss_mb
     from data_loader import build_data
     from model import LOSSES, METRICS, MODELS
+    from model.ease import gram_matrix
     from test import top_k_lists
     from trainer.evaluation import evaluate, parse_metrics
     from trainer.trainer import Trainer
@@ -108,9 +111,12 @@ def run_model(model_name, folder, threads, steps, device, queue):
     figures = {"model": model_name, "threads": threads, "interactions": int(data.dataset.known.nnz)}
     figures["prep_s"] = time.perf_counter() - start
     model = config.init_obj("arch", MODELS, dataset=data.dataset)
+    whole_peak, before = peak_rss_mb(), rss_mb()
+    restarted = reset_peak_rss()
     start = time.perf_counter()
     model.fit(data.dataset)
     figures["fit_s"] = time.perf_counter() - start
+    figures["fit_peak_mb"] = peak_rss_mb() - before if restarted else float("nan")  # the fit's own
     model = model.to(device)
     model.on_device(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -144,12 +150,12 @@ def run_model(model_name, folder, threads, steps, device, queue):
     if model_name == "EASE":  # XᵀX, dense, and its inverse: what any EASE fit computes
         X = data.dataset.train
         start = time.perf_counter()
-        gram = (X.T @ X).toarray().astype(np.float64)
+        gram = gram_matrix(X)  # the fit's own XᵀX, a block of columns at a time
         gram[np.diag_indices_from(gram)] += 1.0
-        np.linalg.inv(gram)
+        scipy.linalg.inv(gram.T, overwrite_a=True, check_finite=False)  # LAPACK's LU inverse, in place
         figures["floor_s"] = time.perf_counter() - start
         figures["gram_mb"] = gram.nbytes / 2**20
-    figures["peak_rss_mb"] = peak_rss_mb()  # the process's, on any device
+    figures["peak_rss_mb"] = max(whole_peak, peak_rss_mb())  # the process's, on any device
     figures["device"] = device.type
     if device.type == "cuda":
         figures["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -157,10 +163,11 @@ def run_model(model_name, folder, threads, steps, device, queue):
 
 
 def print_table(size, results):
-    columns = ["model", "prep_s", "fit_s", "epoch_s", "eval_s", "export_s", "floor_s", "peak_rss_mb", "nrecall@10"]
+    columns = ["model", "prep_s", "fit_s", "epoch_s", "eval_s", "export_s", "floor_s", "fit_peak_mb", "peak_rss_mb"]
+    columns.append("nrecall@10")
     print(f"dataset: synthetic-{size}, {results[0]['interactions']:,} interactions, {results[0]['threads']} thread(s)")
     rows = [
-        [r["model"], *(f"{r[c]:.2f}" if c != "peak_rss_mb" else f"{r[c]:.0f}" for c in columns[1:])] for r in results
+        [r["model"], *(f"{r[c]:.0f}" if c.endswith("_mb") else f"{r[c]:.2f}" for c in columns[1:])] for r in results
     ]
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))

@@ -9,6 +9,7 @@ and a user's scores are their history times B: ŷ_u = x_u B (model/_item_item.py
 """
 
 import numpy as np
+import scipy.linalg
 import torch
 
 from model._item_item import ItemItemModel
@@ -29,10 +30,24 @@ class EASE(ItemItemModel):
         return np.full(len(gram), self.l2)
 
     def fit(self, dataset):
-        X = dataset.train  # (n_users, n_items), CSR 0/1
-        gram = (X.T @ X).toarray().astype(np.float64)  # XᵀX: co-occurrence counts, (n_items, n_items)
-        gram[np.diag_indices_from(gram)] += self.penalty(gram)  # + λI
-        P = np.linalg.inv(gram)
-        B = P / -np.diag(P)  # B_ij = −P_ij / P_jj
-        np.fill_diagonal(B, 0.0)  # B_jj = 0: no item may predict itself
-        self.B.copy_(torch.from_numpy(B.astype(np.float32)))
+        # Every step writes into the one (n_items, n_items) float64 matrix, so the fit's memory is
+        # about that matrix (the Gram matrix's size) beside B.
+        P = gram_matrix(dataset.train)  # XᵀX: co-occurrence counts, (n_items, n_items)
+        P[np.diag_indices_from(P)] += self.penalty(P)  # + λI
+        # (XᵀX + λI)⁻¹ over itself: the matrix is symmetric, so its transpose is the same matrix in
+        # the column order LAPACK inverts in place
+        P = scipy.linalg.inv(P.T, overwrite_a=True, check_finite=False).T
+        P /= -np.diag(P).copy()  # B_ij = −P_ij / P_jj
+        np.fill_diagonal(P, 0.0)  # B_jj = 0: no item may predict itself
+        self.B.copy_(torch.from_numpy(P))
+
+
+def gram_matrix(X, block_bytes=2**26):
+    """XᵀX of a sparse (users, items) matrix as a dense float64 array, made a block of columns at a
+    time: the sparse product of all of it at once holds up to n_items² non-zeros beside the result."""
+    n = X.shape[1]
+    gram, X_T, X = np.empty((n, n)), X.T.tocsr(), X.tocsc()
+    width = max(1, block_bytes // (8 * n))
+    for start in range(0, n, width):
+        gram[:, start : start + width] = (X_T @ X[:, start : start + width]).toarray()
+    return gram
