@@ -1,5 +1,6 @@
 """Any CSV/TSV of interactions with a header row, e.g. a competition's train_ratings.csv (user,item,time)."""
 
+import collections
 from pathlib import Path
 
 import numpy as np
@@ -54,13 +55,24 @@ def read_interactions(path, sep, user_col, item_col, rating_col, time_col, encod
                 f"(its header: {', '.join(map(str, header))}; sep = {sep!r})"
             )
     columns = {role: column for role, column in wanted.items() if column is not None}
+
+    def read(dtype):
+        try:
+            # every column is read (not usecols): then a line with too many fields is an error, not misread
+            return pd.read_csv(path, sep=sep, dtype=dtype, keep_default_na=False, index_col=False, encoding=encoding)
+        except UnicodeDecodeError:
+            raise _not_text(path, encoding) from None
+        except pd.errors.ParserError as e:
+            raise DataError(f"{path}: {e}") from None
+
+    # The reader parses numbers several times faster than text is converted afterwards. A cell it
+    # cannot parse sends the file to the text read, whose check below names the line; so does a time
+    # that is not an integer (read as text, to_numeric keeps it exact).
+    numbers = {columns[role]: kind for role, kind in (("rating", "float64"), ("time", "int64")) if role in columns}
     try:
-        # every column is read (not usecols): then a line with too many fields is an error, not misread
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, index_col=False, encoding=encoding)
-    except UnicodeDecodeError:
-        raise _not_text(path, encoding) from None
-    except pd.errors.ParserError as e:
-        raise DataError(f"{path}: {e}") from None
+        frame = read(collections.defaultdict(lambda: str, numbers)) if numbers else read(str)
+    except ValueError:
+        frame = read(str)
     frame = frame.rename(columns={column: role for role, column in columns.items()})[list(columns)]
     for role in ("user", "item"):
         values = frame[role].to_numpy(dtype=object)

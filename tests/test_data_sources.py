@@ -374,3 +374,23 @@ def test_an_empty_id_names_its_line(tmp_path, blank):
     path = write_csv(tmp_path / "r.csv", f"user,item,time\nu1,i1,1\nu2,i1,2\nu1,{blank},3\n")
     with pytest.raises(DataError, match=r"r.csv:4: empty 'item'"):
         read_interactions(path, ",", "user", "item", None, "time")
+
+
+def test_csv_numbers_are_parsed_by_the_reader_and_bad_ones_still_name_their_line(tmp_path):
+    """Numbers are parsed while reading: integer times stay exact (nanoseconds, past float64's 2^53),
+    a fractional time or rating is read as text and converted, and a cell that is no number is an
+    error naming its line."""
+    from data_loader.csv_loader import read_interactions
+
+    def read(name, body):
+        path = write_csv(tmp_path / name, "user,item,rating,time\n" + body)
+        return read_interactions(path, ",", "user", "item", "rating", "time")
+
+    frame = read("a.csv", "a,x,5,1600000000000000001\nb,y,4.5,1600000000000000000\n")
+    assert frame["time"].tolist() == [1600000000000000001, 1600000000000000000]
+    assert frame["rating"].tolist() == [5.0, 4.5]
+    assert read("b.csv", "a,x,5,1.5\nb,y,4,2\n")["time"].tolist() == [1.5, 2.0]
+    with pytest.raises(DataError, match=r"c\.csv:3: time must be a number, got ''"):
+        read("c.csv", "a,x,5,1\nb,y,4,\n")
+    with pytest.raises(DataError, match=r"d\.csv:2: rating must be a number, got 'nan'"):
+        read("d.csv", "a,x,nan,1\n")
