@@ -116,7 +116,7 @@ def run_model(model_name, folder, threads, steps, device, queue):
     start = time.perf_counter()
     model.fit(data.dataset)
     figures["fit_s"] = time.perf_counter() - start
-    figures["fit_peak_mb"] = peak_rss_mb() - before if restarted else float("nan")  # the fit's own
+    figures["fit_peak_mb"] = max(0.0, peak_rss_mb() - before) if restarted else float("nan")  # the fit's own
     model = model.to(device)
     model.on_device(device)
     params = [p for p in model.parameters() if p.requires_grad]
