@@ -62,11 +62,21 @@ class BERT4Rec(BaseModel):
     def train_batches(self, data):
         return MaskedSequenceBatches(data, self.max_len, self.mask_prob, self.mask_token, self.mask_last)
 
-    def encode(self, items):
-        """items: (B, L) item index + 1, [mask] or 0 for padding -> (B, L, d), every position's output."""
+    def encode(self, items, last=False):
+        """items: (B, L) item index + 1, [mask] or 0 for padding -> (B, L, d), every position's output;
+        with `last`, (B, 1, d) at the last position alone, which the last layer then computes alone."""
         positions = torch.arange(items.shape[1], device=items.device)
         h = self.input_dropout(self.input_norm(self.items(items) + self.positions(positions)))  # H^(0)
-        return self.blocks(h, src_key_padding_mask=items == 0)  # padding is attended by nobody
+        padding = items == 0  # attended by nobody
+        if not last:
+            return self.blocks(h, src_key_padding_mask=padding)
+        *below, top = self.blocks.layers
+        for layer in below:
+            h = layer(h, src_key_padding_mask=padding)
+        # the top layer (post-norm, as nn.TransformerEncoderLayer) for the last position's query alone
+        attended, _ = top.self_attn(h[:, -1:], h, h, key_padding_mask=padding, need_weights=False)
+        h = top.norm1(h[:, -1:] + top.dropout1(attended))
+        return top.norm2(h + top.dropout2(top.linear2(top.dropout(top.activation(top.linear1(h))))))
 
     def logits(self, h):
         """(..., d) -> (..., n_items): the output layer, against the items' input embeddings."""
@@ -94,4 +104,4 @@ class BERT4Rec(BaseModel):
     def full_scores(self, users, history):
         """The scores at the [mask] appended after each user's history (B, n_items)."""
         items = self.sequences(users.cpu().numpy(), history).to(users.device)
-        return self.logits(self.encode(items)[:, -1])
+        return self.logits(self.encode(items, last=True)[:, -1])

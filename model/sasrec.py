@@ -39,10 +39,15 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, d), nn.Dropout(dropout))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, blocked):
-        """x: (B, L, d); blocked: (B * heads, L, L), True where a query may not attend to a key."""
+    def forward(self, x, blocked, last=False):
+        """x: (B, L, d); blocked: (B * heads, L, L), True where a query may not attend to a key.
+        -> (B, L, d), or with `last` (B, 1, d): the last position's output alone (scoring reads no other)."""
         q = self.attention_norm(x)
-        attended, _ = self.attention(q, q, q, attn_mask=blocked, need_weights=False)
+        if last:
+            x, query, blocked = x[:, -1:], q[:, -1:], blocked[:, -1:]
+        else:
+            query = q
+        attended, _ = self.attention(query, q, q, attn_mask=blocked, need_weights=False)
         x = x + self.dropout(attended)
         return x + self.ffn(self.ffn_norm(x))
 
@@ -73,8 +78,9 @@ class SASRec(BaseModel):
     def train_batches(self, data):
         return SequenceBatches(data, self.max_len, self.negatives)
 
-    def encode(self, items):
-        """items: (B, L) item index + 1, 0 for padding -> (B, L, d), the output at every position."""
+    def encode(self, items, last=False):
+        """items: (B, L) item index + 1, 0 for padding -> (B, L, d), the output at every position; with
+        `last`, (B, 1, d) at the last position alone, which the last block then computes alone."""
         length = items.shape[1]
         real = (items > 0).unsqueeze(-1)  # (B, L, 1)
         positions = torch.arange(length, device=items.device)
@@ -86,8 +92,9 @@ class SASRec(BaseModel):
         blocked = causal | ~real.squeeze(-1).unsqueeze(1)  # (B, L, L)
         blocked &= ~torch.eye(length, dtype=torch.bool, device=items.device)
         blocked = blocked.repeat_interleave(self.heads, dim=0)  # (B * heads, L, L)
-        for block in self.blocks:
-            x = block(x, blocked) * real
+        for i, block in enumerate(self.blocks):
+            at_last = last and i == len(self.blocks) - 1
+            x = block(x, blocked, at_last) * (real[:, -1:] if at_last else real)
         return self.final_norm(x)
 
     def forward(self, batch):
@@ -123,5 +130,5 @@ class SASRec(BaseModel):
     def full_scores(self, users, history):
         """r_{·,t} at the last position of each user's history (B, n_items)."""
         items = self.sequences(users.cpu().numpy(), history).to(users.device)
-        h = self.encode(items)[:, -1]  # (B, d): the output after the whole history
+        h = self.encode(items, last=True)[:, -1]  # (B, d): the output after the whole history
         return h @ self.items.weight[1:].T

@@ -71,3 +71,13 @@ def test_trains_resumes_exactly_and_exports(tmp_path, tiny_data):
     assert straight["epoch"] == 4
     result = run("test.py", "-r", runs / "straight" / "model_best.pth", "--topk-out", tmp_path / "r.csv")
     assert result.returncode == 0, result.stderr
+
+
+def test_scoring_computes_the_top_layer_at_the_mask_alone(loo_loader):
+    """full_scores reads only the appended [mask]: encode(last=True) gives it, with padding in the batch."""
+    model = model_for(loo_loader.dataset)
+    mask = loo_loader.dataset.n_items + 1
+    items = torch.tensor([[0, 0, 4, 9, 2, mask], [5, 1, 7, 3, 8, mask], [0, 0, 0, 0, 3, mask]])
+    for grad in (True, False):  # without autograd torch runs its fused encoder layers: the same values
+        with torch.set_grad_enabled(grad):
+            torch.testing.assert_close(model.encode(items, last=True)[:, -1], model.encode(items)[:, -1])

@@ -76,3 +76,10 @@ def test_resume_is_exact_and_the_sampled_protocol_ranks_among_101(tmp_path, tiny
     assert result.returncode == 0 and "100 sampled negatives" in result.stdout
     sampled = json.loads((runs / "straight" / "test_metrics.json").read_text())
     assert sampled["hit@10"] >= full["hit@10"]  # fewer competitors: never a worse rank
+
+
+def test_scoring_computes_the_last_block_at_the_last_position_alone(loo_loader):
+    """full_scores reads only the last position: encode(last=True) gives it, with padding in the batch."""
+    model = model_for(loo_loader.dataset, n_blocks=3, heads=1)
+    items = torch.tensor([[0, 0, 0, 4, 9, 2], [5, 1, 7, 3, 8, 6], [0, 0, 0, 0, 0, 3]])
+    torch.testing.assert_close(model.encode(items, last=True)[:, -1], model.encode(items)[:, -1])
