@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 ADJACENCY_MODES = ("symmetric", "mean")
 
@@ -45,10 +46,17 @@ def normalized_adjacency(train, mode="symmetric"):
     return matrix
 
 
-def csr_tensor(crow, col, values, shape):
-    """A torch CSR tensor over index arrays we built and checked ourselves (no per-call validation)."""
+@contextlib.contextmanager
+def sparse_csr_quietly():
+    """torch warns that its sparse CSR tensors are in beta the first time one is made: not the user's concern."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        yield
+
+
+def csr_tensor(crow, col, values, shape):
+    """A torch CSR tensor over index arrays we built and checked ourselves (no per-call validation)."""
+    with sparse_csr_quietly():
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
@@ -70,6 +78,19 @@ def history_rows(history, device):
         return torch.from_numpy(history.toarray()).to(device)
     arrays = (torch.from_numpy(a) for a in (history.indptr, history.indices, history.data))
     return csr_tensor(*arrays, history.shape).to(device)
+
+
+def first_layer(linear, rows, dropout, training):
+    """linear(dropout(x / ‖x‖)) of user rows x (B, n_items): an autoencoder's input layer. On the CPU
+    the rows go in as a sparse matrix (a row has a few items of thousands), and dropout draws for
+    their non-zeros alone: a zero entry stays zero either way, so the values are dropout's."""
+    x = F.normalize(rows, dim=1)
+    if x.device.type != "cpu":
+        return linear(F.dropout(x, dropout, training))
+    with sparse_csr_quietly():
+        x = x.to_sparse_csr()
+    x = csr_tensor(x.crow_indices(), x.col_indices(), F.dropout(x.values(), dropout, training), x.shape)
+    return torch.addmm(linear.bias, x, linear.weight.T)
 
 
 class SparseGraph(nn.Module):

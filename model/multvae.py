@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from base.base_model import BaseModel
 from base.batching import UserRowBatches
-from model.graph import csr_tensor, history_rows
+from model.graph import first_layer, history_rows
 from utils import checks
 
 
@@ -51,15 +51,7 @@ class MultVAE(BaseModel):
 
     def encode(self, rows):
         """q(z | x): (μ, log σ²), each (B, latent), from rows (B, n_items)."""
-        x = F.normalize(rows, dim=1)
-        if x.device.type != "cpu":
-            return self.encode_after_first(self.encoder[0](F.dropout(x, self.dropout, self.training)))
-        # On the CPU the first layer takes x as a sparse matrix (a row has a few items of thousands),
-        # and dropout draws for its non-zeros alone: a zero entry stays zero either way.
-        x = x.to_sparse_csr()
-        kept = F.dropout(x.values(), self.dropout, self.training)
-        x = csr_tensor(x.crow_indices(), x.col_indices(), kept, x.shape)
-        return self.encode_after_first(torch.addmm(self.encoder[0].bias, x, self.encoder[0].weight.T))
+        return self.encode_after_first(first_layer(self.encoder[0], rows, self.dropout, self.training))
 
     def encode_after_first(self, h):
         """The encoder from its first layer's output h (B, d_1) on: tanh between layers; (μ, log σ²)."""

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from base.base_model import BaseModel
 from base.batching import UserRowBatches
 from base.phases import Phase
+from model.graph import first_layer
 from utils import checks
 
 PRIOR_WEIGHTS = (3 / 20, 3 / 4, 1 / 10)  # standard, previous posterior, wide (eq. 6)
@@ -51,10 +52,11 @@ class Encoder(nn.Module):
         self.logvar = nn.Linear(hidden, latent)
 
     def forward(self, rows, dropout):
-        h = F.dropout(F.normalize(rows, dim=1), dropout, self.training)  # (B, n_items)
-        earlier = None  # the sum of every earlier layer's output: each layer adds it to its own
-        for linear, norm in zip(self.linears, self.norms):
-            h = norm(F.silu(linear(h) + (earlier if earlier is not None else 0)))  # swish(x) = x σ(x)
+        h, earlier = None, None  # earlier: the sum of every earlier layer's output, added to each layer's
+        for i, (linear, norm) in enumerate(zip(self.linears, self.norms)):
+            # the first layer takes the row (B, n_items), normalised and dropped out; the others h (B, hidden)
+            z = first_layer(linear, rows, dropout, self.training) if i == 0 else linear(h) + earlier
+            h = norm(F.silu(z))  # swish(x) = x σ(x)
             earlier = h if earlier is None else earlier + h
         return self.mu(h), self.logvar(h)  # (B, latent) each
 

@@ -92,3 +92,19 @@ def test_training_on_sparse_rows_gives_the_dense_encoders_values_and_gradients()
     assert 0 < int(keep.count_nonzero()) < len(keep)
     for dense, sparse in zip(*runs):
         torch.testing.assert_close(sparse, dense)
+
+
+def test_the_sparse_input_layer_warns_nothing():
+    """torch says once per process that sparse CSR tensors are in beta; a run must not pass that on
+    (a fresh process, so no earlier test has used the warning up)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = (
+        "import torch; from model.graph import first_layer; "
+        "first_layer(torch.nn.Linear(5, 3), torch.eye(5)[:2], 0.5, True).sum().backward()"
+    )
+    result = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stderr, result.stderr[-2000:]

@@ -98,3 +98,36 @@ def test_resume_is_exact_and_a_scheduler_is_refused_with_phases(tmp_path, tiny_d
     path = tmp_path / "s.json"
     path.write_text(json.dumps(config))
     assert "RecVAE trains in phases" in one_line_error(run("train.py", "-c", path))
+
+
+def test_the_encoder_on_sparse_rows_is_the_densely_connected_encoder_of_the_paper():
+    """On the CPU the first layer takes the rows as a sparse matrix, dropout drawn for their non-zeros:
+    μ, log σ² and every gradient as the dense five-layer encoder (each layer fed the sum of the
+    earlier ones) under the mask those draws make."""
+    import torch.nn.functional as F
+
+    ds = small_dataset()
+    torch.manual_seed(0)
+    encoder = RecVAE(ds, hidden=8, latent=4).encoder.train()
+    rows = torch.from_numpy(ds.train.toarray()).float()
+    torch.manual_seed(1)
+    keep = F.dropout(torch.ones(int((rows != 0).sum())), 0.5, True)  # the draws, in CSR order
+    mask = torch.zeros_like(rows)
+    mask[rows != 0] = keep
+
+    def dense():
+        h, earlier = F.normalize(rows, dim=1) * mask, 0
+        for linear, norm in zip(encoder.linears, encoder.norms):
+            h = norm(F.silu(linear(h) + earlier))
+            earlier = earlier + h
+        return encoder.mu(h), encoder.logvar(h)
+
+    runs = []
+    for encode in (dense, lambda: encoder(rows, 0.5)):
+        torch.manual_seed(1)
+        encoder.zero_grad()
+        mu, logvar = encode()
+        (mu.pow(2).sum() + logvar.sum()).backward()
+        runs.append((mu, logvar, *(p.grad.clone() for p in encoder.parameters())))
+    for dense_value, sparse_value in zip(*runs):
+        torch.testing.assert_close(sparse_value, dense_value)
