@@ -12,15 +12,13 @@ from 0 to beta_max over anneal_steps optimizer steps; the step count is the trai
 continues on resume. At evaluation z_u = μ_u, the encoder's mean, from the user's history.
 """
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from base.base_model import BaseModel
 from base.batching import UserRowBatches
-from model.graph import first_layer, history_rows
+from model.graph import first_layer
 from utils import checks
 
 
@@ -87,11 +85,7 @@ class MultVAE(BaseModel):
         return (-log_likelihood + self.beta(step) * kl).mean()
 
     def full_scores(self, users, history):
-        """The decoder's logits at z = μ of the user's history (training items; + validation at test).
-        The first layer takes the history as a sparse matrix: a row has a few items of thousands."""
-        first = self.encoder[0]
-        norms = np.sqrt(np.asarray(history.multiply(history).sum(axis=1)).ravel())  # encode()'s F.normalize
-        rows = sp.diags(1.0 / np.maximum(norms, 1e-12)) @ history  # (B, n_items), each row of L2 norm 1
-        x = history_rows(rows.astype(np.float32), first.weight.device).to(first.weight.dtype)
-        mu, _ = self.encode_after_first(torch.addmm(first.bias, x, first.weight.T))
+        """The decoder's logits at z = μ of the user's history (training items; + validation at test)."""
+        rows = torch.from_numpy(history.toarray()).to(self.decoder[-1].weight)  # (B, n_items)
+        mu, _ = self.encode(rows)  # the first layer takes them sparse on the CPU (model/graph.first_layer)
         return self.decode(mu)
