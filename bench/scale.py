@@ -95,7 +95,7 @@ def run_model(model_name, folder, threads, steps, device, queue):
     from bench.run import peak_rss_mb, reset_peak_rss, rss_mb
     from data_loader import build_data
     from model import LOSSES, METRICS, MODELS
-    from model.ease import gram_matrix
+    from model._item_item import gram_matrix
     from test import top_k_lists
     from trainer.evaluation import evaluate, parse_metrics
     from trainer.trainer import Trainer
@@ -150,7 +150,7 @@ def run_model(model_name, folder, threads, steps, device, queue):
     if model_name == "EASE":  # XᵀX, dense, and its inverse: what any EASE fit computes
         X = data.dataset.train
         start = time.perf_counter()
-        gram = gram_matrix(X)  # the fit's own XᵀX, a block of columns at a time
+        gram = gram_matrix(X, np.float64)  # the fit's own XᵀX, a block of columns at a time
         gram[np.diag_indices_from(gram)] += 1.0
         scipy.linalg.inv(gram.T, overwrite_a=True, check_finite=False)  # LAPACK's LU inverse, in place
         figures["floor_s"] = time.perf_counter() - start

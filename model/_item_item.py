@@ -5,6 +5,7 @@ Nothing is trained by gradients: `fit` sets B once (train.py), the checkpoint ke
 test.py scores with it as it is. A subclass writes only `fit`, the formula of its paper.
 """
 
+import numpy as np
 import torch
 
 from base.base_model import BaseModel
@@ -37,3 +38,15 @@ def keep_top_k(weights, k, dim):
     kept = torch.zeros_like(weights)
     top = torch.topk(weights, k, dim=dim)
     return kept.scatter_(dim, top.indices, top.values)
+
+
+def gram_matrix(X, dtype):
+    """XᵀX (n_items, n_items), the co-occurrence counts of a sparse (users, items) matrix, as a dense
+    `dtype` array made a block of columns at a time: the sparse product of all of it at once holds
+    up to n_items² non-zeros beside the result."""
+    n = X.shape[1]
+    gram, X_T, X = np.empty((n, n), dtype=dtype), X.T.tocsr(), X.tocsc()
+    width = max(1, 2**26 // (gram.itemsize * n))  # 64 MB of the result a block
+    for start in range(0, n, width):
+        gram[:, start : start + width] = (X_T @ X[:, start : start + width]).toarray()
+    return gram

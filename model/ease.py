@@ -12,7 +12,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from model._item_item import ItemItemModel
+from model._item_item import ItemItemModel, gram_matrix
 from utils import checks
 
 
@@ -32,7 +32,7 @@ class EASE(ItemItemModel):
     def fit(self, dataset):
         # Every step writes into the one (n_items, n_items) float64 matrix, so the fit's memory is
         # about that matrix (the Gram matrix's size) beside B.
-        P = gram_matrix(dataset.train)  # XᵀX: co-occurrence counts, (n_items, n_items)
+        P = gram_matrix(dataset.train, np.float64)  # XᵀX: co-occurrence counts, (n_items, n_items)
         P[np.diag_indices_from(P)] += self.penalty(P)  # + λI
         # (XᵀX + λI)⁻¹ over itself: the matrix is symmetric, so its transpose is the same matrix in
         # the column order LAPACK inverts in place
@@ -40,14 +40,3 @@ class EASE(ItemItemModel):
         P /= -np.diag(P).copy()  # B_ij = −P_ij / P_jj
         np.fill_diagonal(P, 0.0)  # B_jj = 0: no item may predict itself
         self.B.copy_(torch.from_numpy(P))
-
-
-def gram_matrix(X, block_bytes=2**26):
-    """XᵀX of a sparse (users, items) matrix as a dense float64 array, made a block of columns at a
-    time: the sparse product of all of it at once holds up to n_items² non-zeros beside the result."""
-    n = X.shape[1]
-    gram, X_T, X = np.empty((n, n)), X.T.tocsr(), X.tocsc()
-    width = max(1, block_bytes // (8 * n))
-    for start in range(0, n, width):
-        gram[:, start : start + width] = (X_T @ X[:, start : start + width]).toarray()
-    return gram

@@ -14,7 +14,7 @@ most similar items as neighbours:
 import numpy as np
 import torch
 
-from model._item_item import ItemItemModel, keep_top_k
+from model._item_item import ItemItemModel, gram_matrix, keep_top_k
 from utils import checks
 
 
@@ -30,8 +30,7 @@ class ItemKNN(ItemItemModel):
         self.shrink = checks.number("arch.args.shrink", shrink, low=0)
 
     def fit(self, dataset):
-        X = dataset.train  # (n_users, n_items), CSR 0/1
-        gram = torch.from_numpy((X.T @ X).toarray().astype(np.float32))  # (n_items, n_items) co-occurrences
+        gram = torch.from_numpy(gram_matrix(dataset.train, np.float32))  # (n_items, n_items) co-occurrences
         norms = gram.diagonal().sqrt()  # ‖x_i‖: the square root of each item's count
         S = gram / (norms[:, None] * norms[None, :] + self.shrink + 1e-12)  # the shrunk cosine
         S.fill_diagonal_(0.0)  # an item is not its own neighbour
