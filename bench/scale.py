@@ -163,8 +163,8 @@ def run_model(model_name, folder, threads, steps, device, queue):
 
 
 def print_table(size, results):
-    columns = ["model", "prep_s", "fit_s", "epoch_s", "eval_s", "export_s", "floor_s", "fit_peak_mb", "peak_rss_mb"]
-    columns.append("nrecall@10")
+    columns = ["model", "prep_s", "fit_s", "epoch_s", "eval_s", "export_s", "floor_s"]
+    columns += ["fit_peak_mb", "peak_rss_mb", "nrecall@10"]
     print(f"dataset: synthetic-{size}, {results[0]['interactions']:,} interactions, {results[0]['threads']} thread(s)")
     rows = [
         [r["model"], *(f"{r[c]:.0f}" if c.endswith("_mb") else f"{r[c]:.2f}" for c in columns[1:])] for r in results

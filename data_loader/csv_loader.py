@@ -70,7 +70,7 @@ def read_interactions(path, sep, user_col, item_col, rating_col, time_col, encod
     # that is not an integer (read as text, to_numeric keeps it exact).
     numbers = {columns[role]: kind for role, kind in (("rating", "float64"), ("time", "int64")) if role in columns}
     try:
-        frame = read(collections.defaultdict(lambda: str, numbers)) if numbers else read(str)
+        frame = read(collections.defaultdict(lambda: str, numbers))  # every other column as text
     except ValueError:
         frame = read(str)
     frame = frame.rename(columns={column: role for role, column in columns.items()})[list(columns)]
